@@ -1,0 +1,5 @@
+import sys
+
+from kcs.cli import main
+
+sys.exit(main())

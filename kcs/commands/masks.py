@@ -1,0 +1,85 @@
+"""Mask operations: `kcs random-mask`, `kcs combine-masks`, `kcs overlap`, `kcs sparsity`."""
+
+import itertools
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("random-mask", help="a random subnetwork with the same per-matrix size as a mask")
+    p.add_argument("--like", required=True, help="mask file to match")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=run_random)
+
+    p = subparsers.add_parser("combine-masks", help="union / intersection / majority of several masks")
+    p.add_argument("masks", nargs="+")
+    p.add_argument("--how", required=True, choices=["union", "intersection", "majority"])
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=run_combine)
+
+    p = subparsers.add_parser("overlap", help="pairwise Jaccard overlap of subnetworks")
+    p.add_argument("masks", nargs="+")
+    p.add_argument("--out", required=True, help="JSON with the pairwise overlaps")
+    p.set_defaults(func=run_overlap)
+
+    p = subparsers.add_parser("sparsity", help="sparsity of a mask: global, per layer, per module type")
+    p.add_argument("mask")
+    p.add_argument("--out", help="JSON file (default: print)")
+    p.set_defaults(func=run_sparsity)
+
+
+def _meta(mask) -> dict:
+    return {"base_model": mask.metadata["base_model"], "model_type": mask.metadata["model_type"]}
+
+
+def run_random(args) -> int:
+    from kcs.baselines import random_like
+    from kcs.maskfile import load_mask, save_mask
+    from kcs.provenance import provenance
+
+    mask = load_mask(args.like)
+    randomised = random_like(mask, args.seed)
+    save_mask(args.out, randomised, **_meta(mask), kind="random", like=str(args.like),
+              provenance=provenance(seed=args.seed, model=mask.metadata["base_model"], like=str(args.like)))
+    print(f"{args.out}: sparsity {randomised.sparsity():.5f} (matches {mask.sparsity():.5f})")
+    return 0
+
+
+def run_combine(args) -> int:
+    from kcs.baselines import combine
+    from kcs.maskfile import load_mask, save_mask
+    from kcs.provenance import provenance
+
+    masks = [load_mask(path) for path in args.masks]
+    combined = combine(masks, args.how)
+    save_mask(args.out, combined, **_meta(masks[0]), kind=f"combined-{args.how}",
+              provenance=provenance(model=masks[0].metadata["base_model"], sources=args.masks, how=args.how))
+    print(f"{args.out}: sparsity {combined.sparsity():.5f}")
+    return 0
+
+
+def run_overlap(args) -> int:
+    from kcs.atomic import write_json
+    from kcs.baselines import jaccard
+    from kcs.maskfile import load_mask
+    from kcs.provenance import provenance
+
+    masks = {path: load_mask(path) for path in args.masks}
+    pairs = [{"a": a, "b": b, "jaccard": jaccard(masks[a], masks[b])} for a, b in itertools.combinations(args.masks, 2)]
+    write_json(args.out, {"pairs": pairs, "sparsity": {p: m.sparsity() for p, m in masks.items()},
+                          "provenance": provenance(sources=args.masks)})
+    return 0
+
+
+def run_sparsity(args) -> int:
+    import json
+
+    from kcs.atomic import write_json
+    from kcs.maskfile import load_mask
+
+    report = load_mask(args.mask).sparsity_report()
+    if args.out:
+        write_json(args.out, report)
+    else:
+        print(json.dumps(report, indent=2))
+    return 0

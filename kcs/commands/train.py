@@ -1,0 +1,31 @@
+"""`kcs train`: learn a knowledge-critical subnetwork mask (resumes an unfinished RUN_DIR)."""
+
+from kcs.config import TrainConfig
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="learn a mask whose removal suppresses a TargetKG",
+                              description=__doc__)
+    p.add_argument("--model", required=True, help="hub id or local model folder")
+    p.add_argument("--targetkg", required=True, help="KG file (JSON Lines) to suppress")
+    p.add_argument("--controlkg", required=True, help="KG file whose predictions must be kept")
+    p.add_argument("--controlkg-val", help="validation ControlKG (default: the first facts of --controlkg)")
+    p.add_argument("--controllm", required=True, nargs="+", help="plain text file(s) whose LM distribution must be kept")
+    p.add_argument("--out", required=True, help="run directory (mask.safetensors, train_log.csv, checkpoints/)")
+    p.add_argument("--config", help="YAML of hyper-parameters (keys of kcs.config.TrainConfig)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--steps", type=int, help="override the config's number of steps")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from kcs.training import train_mask
+
+    config = TrainConfig.from_yaml(args.config, {"steps": args.steps})
+    path = train_mask(args.model, args.targetkg, args.controlkg, args.controllm, args.out, config,
+                      seed=args.seed, controlkg_val=args.controlkg_val, device=args.device,
+                      progress=not args.no_progress)
+    print(path)
+    return 0

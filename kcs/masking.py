@@ -1,0 +1,193 @@
+"""Learnable binary masks over weight matrices (method-spec sections 1.3 to 1.6).
+
+A `WeightMask` holds one logit tensor per masked matrix. In training each forward pass draws a
+fresh Gumbel-sigmoid (logistic-noise) sample per matrix, thresholds it at 0.5 and passes the
+gradient of the soft sample straight through. In evaluation the mask is deterministic:
+a weight belongs to the knowledge-critical subnetwork iff its logit is > 0.
+
+`MaskedLM` runs one model in three views without copying it:
+- "full": the pretrained model, untouched;
+- "remaining": the subnetwork's weights zeroed (W * (1 - m)), the model the objectives train;
+- "subnetwork": only the subnetwork's weights kept inside the masked matrices (W * m).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from kcs.errors import KcsError
+from kcs.models import block_and_module, layout_for, maskable_parameters
+
+VIEWS = ("full", "remaining", "subnetwork")
+GRANULARITIES = ("weight", "neuron")
+_EPS = 1e-10
+
+
+@dataclass(frozen=True)
+class MaskInfo:
+    """Where a masked matrix sits: its block index, module path and weight shape."""
+
+    block: int
+    module: str
+    weight_shape: tuple[int, int]
+
+
+def logit_shape(weight_shape: tuple[int, int], granularity: str, weight_in_out: bool) -> tuple[int, int]:
+    """Weight masks match the weight; neuron masks hold one logit per input feature (method-spec 1.3)."""
+    if granularity == "weight":
+        return weight_shape
+    if granularity == "neuron":
+        return (weight_shape[0], 1) if weight_in_out else (1, weight_shape[1])
+    raise KcsError(f"granularity must be one of {', '.join(GRANULARITIES)}, got '{granularity}'")
+
+
+class WeightMask(nn.Module):
+    def __init__(self, infos: dict[str, MaskInfo], granularity: str, weight_in_out: bool,
+                 init_p: float = 0.45, temperature: float = 1.0):
+        super().__init__()
+        if not 0.0 < init_p < 1.0:
+            raise KcsError(f"init_p must be in (0, 1), got {init_p}")
+        # one canonical order (block, name) so masks built from a model or read from a file line up
+        infos = dict(sorted(infos.items(), key=lambda item: (item[1].block, item[0])))
+        self.names = list(infos)
+        self.infos = infos
+        self.granularity = granularity
+        self.weight_in_out = weight_in_out
+        self.temperature = temperature
+        init_logit = math.log(init_p / (1.0 - init_p))
+        self.logits = nn.ParameterList(
+            nn.Parameter(torch.full(logit_shape(info.weight_shape, granularity, weight_in_out), init_logit))
+            for info in infos.values()
+        )
+
+    @classmethod
+    def for_model(cls, model: nn.Module, blocks: list[int], granularity: str = "weight",
+                  init_p: float = 0.45, temperature: float = 1.0) -> "WeightMask":
+        layout = layout_for(model)
+        infos = {}
+        for name, weight in maskable_parameters(model, blocks).items():
+            block, module = block_and_module(name, layout)
+            infos[name] = MaskInfo(block, module, tuple(weight.shape))
+        mask = cls(infos, granularity, layout.weight_in_out, init_p, temperature)
+        return mask.to(next(model.parameters()).device)
+
+    # -- sampling -------------------------------------------------------------------------
+    def _soft(self, logits: torch.Tensor, stochastic: bool) -> torch.Tensor:
+        if not stochastic:
+            return torch.sigmoid(logits)
+        uniform = torch.rand_like(logits).clamp_(_EPS, 1.0 - _EPS)
+        logistic_noise = torch.log(uniform) - torch.log1p(-uniform)
+        return torch.sigmoid((logits + logistic_noise) / self.temperature)
+
+    def sample(self, index: int, view: str, stochastic: bool) -> torch.Tensor:
+        """Hard 0/1 multiplier for the weights of matrix `index` in `view`, straight-through in training.
+
+        The remaining view thresholds 1 - s (its own sample), as the authors' inverse mask does.
+        """
+        soft = self._soft(self.logits[index], stochastic)
+        if view == "remaining":
+            soft = 1.0 - soft
+        hard = (soft > 0.5).to(soft.dtype)
+        # (soft - soft.detach()) is exactly 0 in value, so the forward uses the exact 0/1 mask
+        return hard + (soft - soft.detach()) if torch.is_grad_enabled() else hard
+
+    def binary(self) -> dict[str, torch.Tensor]:
+        """The deterministic subnetwork: True where a weight (or neuron) is in it (logit > 0)."""
+        return {name: (logits.detach() > 0) for name, logits in zip(self.names, self.logits)}
+
+    def expected_density(self) -> torch.Tensor:
+        """The sparsity regulariser: mean sigmoid of all logits (expected subnetwork share)."""
+        total = sum(torch.sigmoid(logits).sum() for logits in self.logits)
+        return total / self.num_logits
+
+    @property
+    def num_logits(self) -> int:
+        return sum(logits.numel() for logits in self.logits)
+
+    # -- sparsity --------------------------------------------------------------------------
+    def removed_counts(self) -> dict[str, tuple[int, int]]:
+        """Per matrix: (weights in the subnetwork, weights in the matrix)."""
+        counts = {}
+        for name, member in self.binary().items():
+            shape = self.infos[name].weight_shape
+            per_logit = (shape[0] * shape[1]) // member.numel()
+            counts[name] = (int(member.sum()) * per_logit, shape[0] * shape[1])
+        return counts
+
+    def sparsity(self) -> float:
+        """Share of masked-matrix weights outside the subnetwork (1.0 = empty subnetwork)."""
+        removed, total = map(sum, zip(*self.removed_counts().values()))
+        return 1.0 - removed / total
+
+    def sparsity_report(self) -> dict:
+        by_layer: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        by_module: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        removed_total = weights_total = 0
+        for name, (removed, total) in self.removed_counts().items():
+            info = self.infos[name]
+            for bucket in (by_layer[info.block], by_module[info.module]):
+                bucket[0] += removed
+                bucket[1] += total
+            removed_total += removed
+            weights_total += total
+        return {
+            "sparsity": 1.0 - removed_total / weights_total,
+            "removed_weights": removed_total,
+            "masked_weights": weights_total,
+            "sparsity_by_layer": {str(k): 1.0 - r / t for k, (r, t) in sorted(by_layer.items())},
+            "sparsity_by_module": {k: 1.0 - r / t for k, (r, t) in by_module.items()},
+        }
+
+    def load_binary(self, members: dict[str, torch.Tensor], magnitude: float = 10.0) -> None:
+        """Set logits so that the deterministic mask equals `members` (random baselines, algebra)."""
+        with torch.no_grad():
+            for name, logits in zip(self.names, self.logits):
+                logits.copy_(torch.where(members[name].to(logits.device), magnitude, -magnitude))
+
+    def empty_like(self) -> "WeightMask":
+        return WeightMask(self.infos, self.granularity, self.weight_in_out, temperature=self.temperature).to(
+            self.logits[0].device
+        )
+
+
+class MaskedLM(nn.Module):
+    """One frozen causal LM seen through a `WeightMask` in the full, remaining or subnetwork view."""
+
+    def __init__(self, model: nn.Module, mask: WeightMask | None):
+        super().__init__()
+        self.model = model
+        self.mask = mask  # None: only the full view exists
+        if mask is None:
+            self._weights = []
+            return
+        params = dict(model.named_parameters())
+        missing = [name for name in mask.names if name not in params]
+        if missing:
+            raise KcsError(f"mask parameter '{missing[0]}' does not exist in the model")
+        self._weights = [params[name] for name in mask.names]
+
+    def effective_weights(self, view: str, stochastic: bool) -> dict[str, torch.Tensor]:
+        if view == "full":
+            return {}
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+        if self.mask is None:
+            raise ValueError(f"the {view} view needs a mask")
+        return {
+            name: weight * self.mask.sample(i, view, stochastic)
+            for i, (name, weight) in enumerate(zip(self.mask.names, self._weights))
+        }
+
+    def forward(self, view: str, stochastic: bool | None = None, **inputs):
+        """Run the model in `view`; `stochastic` defaults to self.training (fresh noise per call)."""
+        stochastic = self.training if stochastic is None else stochastic
+        weights = self.effective_weights(view, stochastic)
+        if not weights:
+            return self.model(**inputs)
+        return functional_call(self.model, weights, args=(), kwargs=inputs, strict=False)

@@ -1,0 +1,45 @@
+"""The loss terms of mask training (method-spec section 2)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def suppression_kl(logits: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of KL(uniform || softmax(logits)) = -log V - mean_v log p_v."""
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    return (-math.log(logits.shape[-1]) - log_probs.mean(dim=-1)).mean()
+
+
+def maintenance_kl(reference_log_probs: torch.Tensor, logits: torch.Tensor,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over rows of KL(p_full || p_model); rows can be weighted (0 for padding)."""
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    per_row = (reference_log_probs.exp() * (reference_log_probs - log_probs)).sum(dim=-1)
+    if weights is None:
+        return per_row.mean()
+    return (per_row * weights).sum() / weights.sum()
+
+
+def expression_loss(logits: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the subnetwork-only model on the tail token (ablation term)."""
+    return F.cross_entropy(logits.float(), gold)
+
+
+def lambda_reg(step: int, total_steps: int, initial: float, final: float) -> float:
+    """The regulariser weight: `initial` until half-way, then linear to `final` at the last step."""
+    half = total_steps / 2
+    if step <= half:
+        return initial
+    return initial + (final - initial) * (step - half) / max(total_steps - half, 1)
+
+
+def warmup_factor(step: int, total_steps: int, warmup_frac: float) -> float:
+    """Linear warm-up from ~0 to 1 over `warmup_frac` of the steps, then constant (method-spec 2.3)."""
+    warmup = int(total_steps * warmup_frac)
+    if warmup <= 0 or step >= warmup:
+        return 1.0
+    return max(1e-10, (step + 1) / warmup)

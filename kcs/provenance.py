@@ -1,0 +1,55 @@
+"""What made a result: config, seed, model and package versions, recorded in every output."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import kcs
+
+_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "datasets", "nltk", "numpy", "pandas")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "kcs": kcs.__version__}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit() -> str | None:
+    """The commit of the kcs checkout, when kcs runs from one (None when installed elsewhere)."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def provenance(*, config: dict[str, Any] | None = None, seed: int | None = None,
+               model: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A JSON-serialisable record to store beside (or inside) any result."""
+    record: dict[str, Any] = {
+        "model": model,
+        "seed": seed,
+        "config": config,
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "command": " ".join(sys.argv),
+        "host": socket.gethostname(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    record.update(extra)
+    return record

@@ -1,0 +1,372 @@
+"""Mask training: learn which weights to remove so that the remaining model forgets a TargetKG
+while keeping its ControlKG and ControlLM behaviour (method-spec section 2).
+
+A run directory holds everything needed to resume after a kill at any moment: the last
+checkpoint (logits, optimiser state, RNG states, data-order state, step) is replaced atomically,
+and a resumed run ends with the same mask, bit for bit on the CPU, as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from kcs import objectives
+from kcs.atomic import atomic_path, write_json
+from kcs.config import TrainConfig
+from kcs.encoding import KGEncoding, encode_verbalisations, read_text_blocks
+from kcs.errors import KcsError
+from kcs.evaluation import kg_statistics, lm_perplexity
+from kcs.kg import read_kg
+from kcs.maskfile import save_mask
+from kcs.masking import MaskedLM, WeightMask
+from kcs.models import load_model, num_blocks, select_blocks
+from kcs.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+LOG_COLUMNS = [
+    "step", "lr", "lambda_reg", "loss", "loss_targetkg", "loss_controlkg", "loss_controllm",
+    "loss_expression", "loss_sparsity", "sparsity", "val_targetkg_ppl", "val_controlkg_ppl", "val_controllm_ppl",
+]
+
+__all__ = ["TrainConfig", "train_mask", "seed_everything"]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class CyclingSampler:
+    """Batches of indices cycling through n items, reshuffled at each pass; its state can be saved."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = n, min(batch_size, n)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.arange(n) if self.batch_size == n else torch.randperm(n, generator=self.generator)
+        self.position = 0
+
+    def next(self) -> torch.Tensor:
+        if self.batch_size == self.n:  # the whole set every step (a TargetKG fits one batch)
+            return self.order
+        taken = []
+        needed = self.batch_size
+        while needed:
+            if self.position >= self.n:
+                self.order = torch.randperm(self.n, generator=self.generator)
+                self.position = 0
+            chunk = self.order[self.position:self.position + needed]
+            taken.append(chunk)
+            self.position += len(chunk)
+            needed -= len(chunk)
+        return torch.cat(taken)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": self.order, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.order, self.position = state["order"], state["position"]
+
+
+class ReferenceOutputs:
+    """The frozen full model's log-probabilities, computed once when they fit the cache budget.
+
+    They are computed up front in fixed chunks, so cached values never depend on the order in which
+    batches arrive (a resumed run sees exactly the same numbers).
+    """
+
+    def __init__(self, lm: MaskedLM, budget_bytes: int):
+        self.lm, self.budget = lm, budget_bytes
+        self.kg_cache: torch.Tensor | None = None
+        self.text_cache: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def _kg(self, enc: KGEncoding, index: torch.Tensor, kl_position: str) -> torch.Tensor:
+        out = self.lm("full", input_ids=enc.input_ids, attention_mask=enc.attention_mask).logits
+        rows = torch.arange(len(enc), device=out.device)
+        return torch.log_softmax(out[rows, enc.kl_index(kl_position)].float(), dim=-1)
+
+    @torch.no_grad()
+    def _text(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.lm("full", input_ids=ids).logits.float(), dim=-1)
+
+    def prepare(self, controlkg: KGEncoding | None, kl_position: str, text: torch.Tensor | None, vocab: int, device) -> None:
+        used = 0
+        if controlkg is not None and len(controlkg) * vocab * 4 <= self.budget:
+            self.kg_cache = torch.cat([
+                self._kg(controlkg.subset(slice(s, s + 64)).to(device), None, kl_position)
+                for s in range(0, len(controlkg), 64)
+            ])
+            used += self.kg_cache.numel() * 4
+        if text is not None and used + text.numel() * vocab * 4 <= self.budget:
+            self.text_cache = torch.cat([self._text(text[s:s + 4].to(device)) for s in range(0, text.shape[0], 4)])
+
+    def controlkg(self, batch: KGEncoding, rows: torch.Tensor, kl_position: str) -> torch.Tensor:
+        if self.kg_cache is not None:
+            return self.kg_cache[rows.to(self.kg_cache.device)]
+        return self._kg(batch, None, kl_position)
+
+    def controllm(self, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if self.text_cache is not None:
+            return self.text_cache[rows.to(self.text_cache.device)]
+        return self._text(ids)
+
+
+class TrainLog:
+    """The per-step CSV log; on resume, rows past the checkpoint are dropped."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        rows = []
+        if resume_step > 0 and path.exists():
+            with path.open(newline="") as handle:
+                rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
+        with atomic_path(path) as tmp:
+            with tmp.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+                writer.writeheader()
+                writer.writerows(rows)
+        self.handle = path.open("a", newline="")
+        self.writer = csv.DictWriter(self.handle, fieldnames=LOG_COLUMNS)
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _rng_state() -> dict:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.PathLike,
+               controllm: Sequence[str | os.PathLike], out_dir: str | os.PathLike, config: TrainConfig,
+               seed: int = 42, controlkg_val: str | os.PathLike | None = None, device: str | None = None,
+               progress: bool = True) -> Path:
+    """Train (or resume, or recognise as finished) a mask; returns the path of the final mask file."""
+    out_dir = Path(out_dir)
+    final_mask = out_dir / "mask.safetensors"
+    ckpt_dir = out_dir / "checkpoints"
+    last_ckpt = ckpt_dir / "last.pt"
+    inputs = {"targetkg": targetkg, "controlkg": controlkg, "controlkg_val": controlkg_val}
+    fingerprint = {k: file_sha256(v) for k, v in inputs.items() if v is not None}
+    fingerprint.update({f"controllm[{i}]": file_sha256(p) for i, p in enumerate(controllm)})
+    identity = {"model": str(model), "seed": seed, "config": config.to_dict(), "inputs": fingerprint}
+
+    if final_mask.exists() and (out_dir / "run.json").exists():
+        log.info("%s is complete; nothing to do", final_mask)
+        return final_mask
+
+    resume = None
+    if last_ckpt.exists():
+        resume = torch.load(last_ckpt, map_location="cpu", weights_only=False)
+        _check_same_run(out_dir, resume["identity"], identity)
+
+    seed_everything(seed)
+    lm_model, tokenizer = load_model(model, device=device)
+    dev = next(lm_model.parameters()).device
+    blocks = select_blocks(num_blocks(lm_model), config.top_k_blocks, config.block_range)
+    mask = WeightMask.for_model(lm_model, blocks, config.granularity, config.init_p, config.temperature)
+    lm = MaskedLM(lm_model, mask)
+    optimiser = torch.optim.Adam(mask.parameters(), lr=config.lr)
+    vocab = lm_model.get_output_embeddings().weight.shape[0]
+
+    target_facts = read_kg(targetkg)
+    control_facts = read_kg(controlkg)
+    val_facts = read_kg(controlkg_val)[: config.controlkg_val_size] if controlkg_val else control_facts[: config.controlkg_val_size]
+    target_enc = encode_verbalisations(target_facts, tokenizer, str(targetkg))
+    control_enc = encode_verbalisations(control_facts, tokenizer, str(controlkg))
+    val_enc = encode_verbalisations(val_facts, tokenizer, str(controlkg_val or controlkg))
+    text = read_text_blocks(controllm, tokenizer, config.controllm_block_size, config.controllm_max_blocks)
+    n_val_blocks = min(config.eval_controllm_blocks, text.shape[0])
+    val_text = text[:n_val_blocks]
+
+    samplers = {
+        "targetkg": CyclingSampler(len(target_enc), config.targetkg_batch_size, seed + 1),
+        "controlkg": CyclingSampler(len(control_enc), config.controlkg_batch_size, seed + 2),
+        "controllm": CyclingSampler(text.shape[0], config.controllm_batch_size, seed + 3),
+    }
+    reference = ReferenceOutputs(lm, config.reference_cache_mb * 2**20)
+    reference.prepare(control_enc if config.use_controlkg else None, config.kg_kl_position,
+                      text if config.use_controllm else None, vocab, dev)
+
+    start_step = 0
+    elapsed_before = 0.0
+    if resume is not None:
+        with torch.no_grad():
+            for logits, saved in zip(mask.logits, resume["logits"]):
+                logits.copy_(saved.to(dev))
+        optimiser.load_state_dict(resume["optimiser"])
+        for name, sampler in samplers.items():
+            sampler.load_state_dict(resume["samplers"][name])
+        _set_rng_state(resume["rng"])
+        start_step = resume["step"]
+        elapsed_before = resume.get("elapsed_s", 0.0)
+        log.info("resuming %s from step %d", out_dir, start_step)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir.mkdir(exist_ok=True)
+    train_log = TrainLog(out_dir / "train_log.csv", start_step)
+    write_json(out_dir / "run_started.json", provenance(config=config.to_dict(), seed=seed, model=str(model),
+                                                        inputs=fingerprint, status="running"))
+
+    def checkpoint(step: int, elapsed: float) -> None:
+        state = {
+            "step": step,
+            "logits": [logits.detach().cpu().clone() for logits in mask.logits],
+            "optimiser": optimiser.state_dict(),
+            "samplers": {name: s.state_dict() for name, s in samplers.items()},
+            "rng": _rng_state(),
+            "identity": identity,
+            "elapsed_s": elapsed,
+        }
+        with atomic_path(last_ckpt) as tmp:
+            torch.save(state, tmp)
+        if config.keep_step_masks:
+            save_mask(ckpt_dir / f"step-{step:06d}.safetensors", mask, base_model=str(model),
+                      model_type=lm_model.config.model_type, step=str(step), sparsity=f"{mask.sparsity():.5f}")
+
+    def validate() -> dict:
+        lm.eval()
+        values = {
+            "val_targetkg_ppl": kg_statistics(lm, "remaining", target_enc, config.eval_batch_size)["ppl"],
+            "val_controlkg_ppl": kg_statistics(lm, "remaining", val_enc, config.eval_batch_size)["ppl"],
+            "val_controllm_ppl": lm_perplexity(lm, "remaining", val_text, config.eval_lm_batch_size),
+        }
+        lm.train()
+        return values
+
+    t0 = time.perf_counter()
+    lm.train()
+    bar = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps, disable=not progress,
+               desc=f"train {Path(out_dir).name}", dynamic_ncols=True)
+    step_times = []
+    for step_index in bar:
+        step = step_index + 1
+        t_step = time.perf_counter()
+        lr = config.lr * objectives.warmup_factor(step_index, config.steps, config.warmup_frac)
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        lam_reg = objectives.lambda_reg(step_index, config.steps, config.lambda_reg_init, config.lambda_reg_final)
+        optimiser.zero_grad(set_to_none=True)
+        terms = _loss_terms(lm, config, samplers, reference, target_enc, control_enc, text, dev)
+        sparsity_term = mask.expected_density()
+        total = sum(terms.values()) + (lam_reg * sparsity_term if config.use_sparsity else 0.0)
+        total.backward()
+        optimiser.step()
+        step_times.append(time.perf_counter() - t_step)
+
+        row = {
+            "step": step, "lr": lr, "lambda_reg": lam_reg, "loss": float(total.detach()),
+            "loss_targetkg": float(terms.get("targetkg", 0.0)), "loss_controlkg": float(terms.get("controlkg", 0.0)),
+            "loss_controllm": float(terms.get("controllm", 0.0)), "loss_expression": float(terms.get("expression", 0.0)),
+            "loss_sparsity": float(sparsity_term), "sparsity": mask.sparsity(),
+        }
+        if step == 1 or step % config.validate_every == 0 or step == config.steps:
+            row.update(validate())
+        train_log.write(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", tkg=f"{row['loss_targetkg']:.3f}", sparsity=f"{row['sparsity']:.4f}")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            checkpoint(step, elapsed_before + time.perf_counter() - t0)
+    bar.close()
+    train_log.close()
+
+    elapsed = elapsed_before + time.perf_counter() - t0
+    record = provenance(config=config.to_dict(), seed=seed, model=str(model), inputs=fingerprint,
+                        blocks=blocks, granularity=config.granularity, steps=config.steps,
+                        elapsed_s=elapsed, seconds_per_step_this_session=(sum(step_times) / len(step_times)) if step_times else None,
+                        final_sparsity=mask.sparsity(), device=str(dev))
+    save_mask(final_mask, mask, base_model=str(model), model_type=lm_model.config.model_type, provenance=record)
+    write_json(out_dir / "run.json", record)
+    (out_dir / "run_started.json").unlink(missing_ok=True)
+    return final_mask
+
+
+def _loss_terms(lm: MaskedLM, config: TrainConfig, samplers: dict, reference: ReferenceOutputs,
+                target_enc: KGEncoding, control_enc: KGEncoding, text: torch.Tensor, dev) -> dict[str, torch.Tensor]:
+    """Each term runs its own forward pass, so each draws its own mask sample (method-spec 1.4)."""
+    terms: dict[str, torch.Tensor] = {}
+    if config.use_targetkg or config.use_expression:
+        rows = samplers["targetkg"].next()
+        batch = target_enc.subset(rows).to(dev)
+        index = batch.kl_index(config.kg_kl_position)
+        picked = torch.arange(len(batch), device=dev)
+        if config.use_targetkg:
+            logits = lm("remaining", input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+            terms["targetkg"] = config.lambda_targetkg * objectives.suppression_kl(logits[picked, index])
+        if config.use_expression:
+            logits = lm("subnetwork", input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+            gold = batch.gold_last()
+            terms["expression"] = config.lambda_expression * objectives.expression_loss(logits[picked, batch.last_index - 1], gold)
+    if config.use_controlkg:
+        rows = samplers["controlkg"].next()
+        batch = control_enc.subset(rows).to(dev)
+        index = batch.kl_index(config.kg_kl_position)
+        target = reference.controlkg(batch, rows, config.kg_kl_position)
+        logits = lm("remaining", input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        picked = torch.arange(len(batch), device=dev)
+        terms["controlkg"] = config.lambda_controlkg * objectives.maintenance_kl(target, logits[picked, index])
+    if config.use_controllm:
+        rows = samplers["controllm"].next()
+        ids = text[rows].to(dev)
+        target = reference.controllm(ids, rows)
+        logits = lm("remaining", input_ids=ids).logits
+        terms["controllm"] = config.lambda_controllm * objectives.maintenance_kl(
+            target.reshape(-1, target.shape[-1]), logits.reshape(-1, logits.shape[-1])
+        )
+    return terms
+
+
+def _check_same_run(out_dir: Path, saved: dict, current: dict) -> None:
+    for key in ("model", "seed", "inputs"):
+        if saved[key] != current[key]:
+            raise KcsError(
+                f"{out_dir}: its checkpoint was made with a different {key} ({saved[key]!r} vs now {current[key]!r}); "
+                "resume with the same arguments, or use a new --out directory"
+            )
+    for key, value in current["config"].items():
+        if saved["config"].get(key) != value:
+            raise KcsError(
+                f"{out_dir}: its checkpoint was made with config {key}={saved['config'].get(key)!r}, now {value!r}; "
+                "resume with the same config, or use a new --out directory"
+            )
