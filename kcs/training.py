@@ -298,9 +298,9 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
 
         row = {
             "step": step, "lr": lr, "lambda_reg": lam_reg, "loss": float(total.detach()),
-            "loss_targetkg": float(terms.get("targetkg", 0.0)), "loss_controlkg": float(terms.get("controlkg", 0.0)),
-            "loss_controllm": float(terms.get("controllm", 0.0)), "loss_expression": float(terms.get("expression", 0.0)),
-            "loss_sparsity": float(sparsity_term), "sparsity": mask.sparsity(),
+            "loss_targetkg": _value(terms, "targetkg"), "loss_controlkg": _value(terms, "controlkg"),
+            "loss_controllm": _value(terms, "controllm"), "loss_expression": _value(terms, "expression"),
+            "loss_sparsity": float(sparsity_term.detach()), "sparsity": mask.sparsity(),
         }
         if step == 1 or step % config.validate_every == 0 or step == config.steps:
             row.update(validate())
@@ -370,3 +370,7 @@ def _check_same_run(out_dir: Path, saved: dict, current: dict) -> None:
                 f"{out_dir}: its checkpoint was made with config {key}={saved['config'].get(key)!r}, now {value!r}; "
                 "resume with the same config, or use a new --out directory"
             )
+
+
+def _value(terms: dict[str, torch.Tensor], name: str) -> float:
+    return float(terms[name].detach()) if name in terms else 0.0
