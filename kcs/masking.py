@@ -26,7 +26,38 @@ from kcs.models import block_and_module, layout_for, maskable_parameters
 
 VIEWS = ("full", "remaining", "subnetwork")
 GRANULARITIES = ("weight", "neuron")
-_EPS = 1e-10
+_NOISE_EPS = 1e-6  # clamp of u before logit(u); 1 - 1e-10 would round to 1.0 in float32
+
+
+class _StraightThroughMask(torch.autograd.Function):
+    """y = W * 1[s > 0.5] (or 1[1 - s > 0.5] when inverted), s = sigmoid((l + noise) / tau).
+
+    Backward is the straight-through estimator: dL/dl = dL/dm * ds/dl with dL/dm = dL/dy * W
+    (summed over broadcast axes for neuron masks). Written as one Function so that only s is kept
+    for backward and no intermediate soft/hard tensors enter the autograd graph.
+    """
+
+    @staticmethod
+    def forward(ctx, weight, logits, noisy_logits, temperature, invert):
+        scaled = noisy_logits if temperature == 1.0 else noisy_logits / temperature
+        soft = torch.sigmoid(scaled)
+        keep = soft <= 0.5 if invert else soft > 0.5
+        ctx.save_for_backward(weight, soft)
+        ctx.temperature, ctx.invert = temperature, invert
+        return torch.where(keep, weight, 0.0)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        weight, soft = ctx.saved_tensors
+        grad_mask = grad_output * weight
+        if grad_mask.shape != soft.shape:  # neuron masks broadcast over one axis
+            grad_mask = grad_mask.sum(dim=[d for d in range(2) if soft.shape[d] == 1], keepdim=True)
+        # ds/dl = s (1 - s) / tau; the inverted mask 1 - s has the opposite sign: s (s - 1) / tau
+        slope = (soft - 1.0) if ctx.invert else (1.0 - soft)
+        grad_logits = grad_mask.mul_(slope.mul_(soft))
+        if ctx.temperature != 1.0:
+            grad_logits.div_(ctx.temperature)
+        return None, grad_logits, None, None, None
 
 
 @dataclass(frozen=True)
@@ -78,24 +109,27 @@ class WeightMask(nn.Module):
         return mask.to(next(model.parameters()).device)
 
     # -- sampling -------------------------------------------------------------------------
-    def _soft(self, logits: torch.Tensor, stochastic: bool) -> torch.Tensor:
+    def _logits_plus_noise(self, index: int, stochastic: bool) -> torch.Tensor:
+        logits = self.logits[index].detach()
         if not stochastic:
-            return torch.sigmoid(logits)
-        uniform = torch.rand_like(logits).clamp_(_EPS, 1.0 - _EPS)
-        logistic_noise = torch.log(uniform) - torch.log1p(-uniform)
-        return torch.sigmoid((logits + logistic_noise) / self.temperature)
+            return logits
+        # logistic noise: logit(u) = log u - log(1 - u), u ~ U(0, 1) (method-spec 1.4)
+        return logits + torch.rand_like(logits).logit_(_NOISE_EPS)
 
     def sample(self, index: int, view: str, stochastic: bool) -> torch.Tensor:
-        """Hard 0/1 multiplier for the weights of matrix `index` in `view`, straight-through in training.
+        """The hard 0/1 multiplier of matrix `index` in `view` (no gradient; for inspection and tests)."""
+        soft = torch.sigmoid(self._logits_plus_noise(index, stochastic) / self.temperature)
+        keep = soft <= 0.5 if view == "remaining" else soft > 0.5
+        return keep.to(soft.dtype)
 
-        The remaining view thresholds 1 - s (its own sample), as the authors' inverse mask does.
+    def masked_weight(self, index: int, weight: torch.Tensor, view: str, stochastic: bool) -> torch.Tensor:
+        """weight * hard mask, with the straight-through gradient reaching the logits.
+
+        The remaining view thresholds 1 - s, as the authors' inverse mask does; each call draws
+        its own noise, so every forward pass of every matrix gets a fresh sample.
         """
-        soft = self._soft(self.logits[index], stochastic)
-        if view == "remaining":
-            soft = 1.0 - soft
-        hard = (soft > 0.5).to(soft.dtype)
-        # (soft - soft.detach()) is exactly 0 in value, so the forward uses the exact 0/1 mask
-        return hard + (soft - soft.detach()) if torch.is_grad_enabled() else hard
+        noisy = self._logits_plus_noise(index, stochastic)
+        return _StraightThroughMask.apply(weight, self.logits[index], noisy, self.temperature, view == "remaining")
 
     def binary(self) -> dict[str, torch.Tensor]:
         """The deterministic subnetwork: True where a weight (or neuron) is in it (logit > 0)."""
@@ -180,7 +214,7 @@ class MaskedLM(nn.Module):
         if self.mask is None:
             raise ValueError(f"the {view} view needs a mask")
         return {
-            name: weight * self.mask.sample(i, view, stochastic)
+            name: self.mask.masked_weight(i, weight, view, stochastic)
             for i, (name, weight) in enumerate(zip(self.mask.names, self._weights))
         }
 

@@ -40,7 +40,7 @@ LOG_COLUMNS = [
     "loss_expression", "loss_sparsity", "sparsity", "val_targetkg_ppl", "val_controlkg_ppl", "val_controllm_ppl",
 ]
 
-__all__ = ["TrainConfig", "train_mask", "seed_everything"]
+__all__ = ["TrainConfig", "train_mask", "mask_step", "seed_everything", "CyclingSampler", "ReferenceOutputs"]
 
 
 def seed_everything(seed: int) -> None:
@@ -284,16 +284,9 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     for step_index in bar:
         step = step_index + 1
         t_step = time.perf_counter()
-        lr = config.lr * objectives.warmup_factor(step_index, config.steps, config.warmup_frac)
-        for group in optimiser.param_groups:
-            group["lr"] = lr
-        lam_reg = objectives.lambda_reg(step_index, config.steps, config.lambda_reg_init, config.lambda_reg_final)
-        optimiser.zero_grad(set_to_none=True)
-        terms = _loss_terms(lm, config, samplers, reference, target_enc, control_enc, text, dev)
-        sparsity_term = mask.expected_density()
-        total = sum(terms.values()) + (lam_reg * sparsity_term if config.use_sparsity else 0.0)
-        total.backward()
-        optimiser.step()
+        lr, lam_reg, terms, sparsity_term, total = mask_step(
+            lm, optimiser, config, samplers, reference, target_enc, control_enc, text, step_index
+        )
         step_times.append(time.perf_counter() - t_step)
 
         row = {
@@ -320,6 +313,24 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     write_json(out_dir / "run.json", record)
     (out_dir / "run_started.json").unlink(missing_ok=True)
     return final_mask
+
+
+def mask_step(lm: MaskedLM, optimiser: torch.optim.Optimizer, config: TrainConfig, samplers: dict,
+              reference: ReferenceOutputs, target_enc: KGEncoding, control_enc: KGEncoding, text: torch.Tensor,
+              step_index: int):
+    """One optimiser step on the mask logits; returns (lr, lambda_reg, loss terms, density, total loss)."""
+    dev = next(lm.model.parameters()).device
+    lr = config.lr * objectives.warmup_factor(step_index, config.steps, config.warmup_frac)
+    for group in optimiser.param_groups:
+        group["lr"] = lr
+    lam_reg = objectives.lambda_reg(step_index, config.steps, config.lambda_reg_init, config.lambda_reg_final)
+    optimiser.zero_grad(set_to_none=True)
+    terms = _loss_terms(lm, config, samplers, reference, target_enc, control_enc, text, dev)
+    density = lm.mask.expected_density()
+    total = sum(terms.values()) + (lam_reg * density if config.use_sparsity else 0.0)
+    total.backward()
+    optimiser.step()
+    return lr, lam_reg, terms, density, total
 
 
 def _loss_terms(lm: MaskedLM, config: TrainConfig, samplers: dict, reference: ReferenceOutputs,

@@ -136,3 +136,20 @@ def test_mask_file_round_trip_and_model_mismatch(tiny_model_dir, tiny_data, tmp_
     save_file({"x": torch.zeros(2)}, str(not_a_mask))
     with pytest.raises(KcsError, match="not a kcs mask file"):
         load_mask(not_a_mask)
+
+
+@pytest.mark.parametrize("view,sign", [("subnetwork", 1.0), ("remaining", -1.0)])
+@pytest.mark.parametrize("granularity", ["weight", "neuron"])
+def test_straight_through_gradient_is_ds_dlogit(tiny_model_dir, view, sign, granularity):
+    model, _ = load_model(tiny_model_dir)
+    mask = _mask(model, granularity)
+    with torch.no_grad():
+        mask.logits[0].normal_()
+    weight = dict(model.named_parameters())[mask.names[0]]
+    upstream = torch.randn_like(weight)
+    (mask.masked_weight(0, weight, view, stochastic=False) * upstream).sum().backward()
+    soft = torch.sigmoid(mask.logits[0].detach())
+    expected = sign * soft * (1 - soft) * (upstream * weight)
+    if granularity == "neuron":
+        expected = expected.sum(dim=[d for d in range(2) if soft.shape[d] == 1], keepdim=True)
+    assert torch.allclose(mask.logits[0].grad, expected, atol=1e-6)
