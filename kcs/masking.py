@@ -218,6 +218,23 @@ class MaskedLM(nn.Module):
             for i, (name, weight) in enumerate(zip(self.mask.names, self._weights))
         }
 
+    def logits_at(self, view: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
+                  stochastic: bool | None = None) -> torch.Tensor:
+        """Logits [N, V] at one position per row, without computing the LM head anywhere else.
+
+        The KG terms need one distribution per sentence; running the backbone and applying the
+        (unmasked) output layer to the picked hidden states saves most of the head's work and memory.
+        """
+        stochastic = self.training if stochastic is None else stochastic
+        backbone = self.model.base_model
+        prefix = self.model.base_model_prefix + "."
+        weights = {name.removeprefix(prefix): w for name, w in self.effective_weights(view, stochastic).items()}
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+        hidden = (functional_call(backbone, weights, args=(), kwargs=inputs, strict=False) if weights
+                  else backbone(**inputs)).last_hidden_state
+        picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), positions]
+        return self.model.get_output_embeddings()(picked)
+
     def forward(self, view: str, stochastic: bool | None = None, **inputs):
         """Run the model in `view`; `stochastic` defaults to self.training (fresh noise per call)."""
         stochastic = self.training if stochastic is None else stochastic

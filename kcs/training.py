@@ -107,9 +107,8 @@ class ReferenceOutputs:
 
     @torch.no_grad()
     def _kg(self, enc: KGEncoding, index: torch.Tensor, kl_position: str) -> torch.Tensor:
-        out = self.lm("full", input_ids=enc.input_ids, attention_mask=enc.attention_mask).logits
-        rows = torch.arange(len(enc), device=out.device)
-        return torch.log_softmax(out[rows, enc.kl_index(kl_position)].float(), dim=-1)
+        out = self.lm.logits_at("full", enc.input_ids, enc.attention_mask, enc.kl_index(kl_position))
+        return torch.log_softmax(out.float(), dim=-1)
 
     @torch.no_grad()
     def _text(self, ids: torch.Tensor) -> torch.Tensor:
@@ -340,23 +339,18 @@ def _loss_terms(lm: MaskedLM, config: TrainConfig, samplers: dict, reference: Re
     if config.use_targetkg or config.use_expression:
         rows = samplers["targetkg"].next()
         batch = target_enc.subset(rows).to(dev)
-        index = batch.kl_index(config.kg_kl_position)
-        picked = torch.arange(len(batch), device=dev)
         if config.use_targetkg:
-            logits = lm("remaining", input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-            terms["targetkg"] = config.lambda_targetkg * objectives.suppression_kl(logits[picked, index])
+            logits = lm.logits_at("remaining", batch.input_ids, batch.attention_mask, batch.kl_index(config.kg_kl_position))
+            terms["targetkg"] = config.lambda_targetkg * objectives.suppression_kl(logits)
         if config.use_expression:
-            logits = lm("subnetwork", input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-            gold = batch.gold_last()
-            terms["expression"] = config.lambda_expression * objectives.expression_loss(logits[picked, batch.last_index - 1], gold)
+            logits = lm.logits_at("subnetwork", batch.input_ids, batch.attention_mask, batch.last_index - 1)
+            terms["expression"] = config.lambda_expression * objectives.expression_loss(logits, batch.gold_last())
     if config.use_controlkg:
         rows = samplers["controlkg"].next()
         batch = control_enc.subset(rows).to(dev)
-        index = batch.kl_index(config.kg_kl_position)
         target = reference.controlkg(batch, rows, config.kg_kl_position)
-        logits = lm("remaining", input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        picked = torch.arange(len(batch), device=dev)
-        terms["controlkg"] = config.lambda_controlkg * objectives.maintenance_kl(target, logits[picked, index])
+        logits = lm.logits_at("remaining", batch.input_ids, batch.attention_mask, batch.kl_index(config.kg_kl_position))
+        terms["controlkg"] = config.lambda_controlkg * objectives.maintenance_kl(target, logits)
     if config.use_controllm:
         rows = samplers["controllm"].next()
         ids = text[rows].to(dev)

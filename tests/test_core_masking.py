@@ -153,3 +153,17 @@ def test_straight_through_gradient_is_ds_dlogit(tiny_model_dir, view, sign, gran
     if granularity == "neuron":
         expected = expected.sum(dim=[d for d in range(2) if soft.shape[d] == 1], keepdim=True)
     assert torch.allclose(mask.logits[0].grad, expected, atol=1e-6)
+
+
+def test_logits_at_equals_the_full_forward_at_those_positions(tiny_model_dir):
+    model, tok = load_model(tiny_model_dir)
+    mask = _mask(model)
+    _random_binary(mask, seed=5)
+    lm = MaskedLM(model, mask).eval()
+    enc = tok(["A cat is a kind of pet", "the fox"], return_tensors="pt", padding=True)
+    positions = torch.tensor([3, 1])
+    for view in ("full", "remaining", "subnetwork"):
+        with torch.no_grad():
+            full = lm(view, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+            picked = lm.logits_at(view, enc["input_ids"], enc["attention_mask"], positions)
+        assert torch.allclose(full[torch.arange(2), positions], picked, atol=1e-5)
