@@ -1,0 +1,113 @@
+"""`kcs tiny-model`: write a small randomly initialised causal LM as a normal model folder.
+
+Used by the smoke configuration and tests: the whole pipeline runs on it in seconds. The weights are
+random (seeded), so results are meaningless; the code paths (GPT-2 Conv1D or Llama nn.Linear
+layouts, tokenizer, masking) are the real ones. The tokenizer is either copied from a folder (e.g.
+the real GPT-2 tokenizer) or a byte-level BPE trained on text files, so no download is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from kcs.errors import KcsError
+
+log = logging.getLogger(__name__)
+
+EOS = "<|endoftext|>"
+
+
+def train_bpe_tokenizer(texts: list[Path], vocab_size: int):
+    """A byte-level BPE (GPT-2's scheme, so leading spaces are kept) trained on `texts`."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    missing = [str(p) for p in texts if not p.is_file()]
+    if missing:
+        raise KcsError(f"tokenizer text file(s) not found: {', '.join(missing)}")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train([str(p) for p in texts], vocab_size=vocab_size, min_frequency=1, special_tokens=[EOS],
+              show_progress=False)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS,
+                                   unk_token=EOS, pad_token=EOS)
+
+
+def load_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    if not folder.is_dir():
+        raise KcsError(f"{folder}: tokenizer folder not found (give --tokenizer DIR or --tokenizer-texts FILE ...)")
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError) as err:
+        raise KcsError(f"{folder}: not a tokenizer folder ({err})") from None
+
+
+def build_model(family: str, vocab_size: int, layers: int, width: int, heads: int, positions: int,
+                eos_token_id: int, seed: int):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    if width % heads:
+        raise KcsError(f"--width {width} must be a multiple of --heads {heads}")
+    torch.manual_seed(seed)
+    if family == "gpt2":
+        config = GPT2Config(vocab_size=vocab_size, n_positions=positions, n_embd=width, n_layer=layers,
+                            n_head=heads, bos_token_id=eos_token_id, eos_token_id=eos_token_id)
+        return GPT2LMHeadModel(config)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=width, intermediate_size=width * 8 // 3,
+                         num_hidden_layers=layers, num_attention_heads=heads,
+                         num_key_value_heads=max(1, heads // 2), max_position_embeddings=positions,
+                         bos_token_id=eos_token_id, eos_token_id=eos_token_id, tie_word_embeddings=True)
+    return LlamaForCausalLM(config)
+
+
+def write_tiny_model(out: Path, family: str, layers: int, width: int, heads: int, positions: int,
+                     seed: int, tokenizer_dir: Path | None = None, tokenizer_texts: list[Path] | None = None,
+                     vocab_size: int = 2000) -> None:
+    from kcs.atomic import atomic_dir, write_json
+    from kcs.provenance import provenance
+
+    if (tokenizer_dir is None) == (not tokenizer_texts):
+        raise KcsError("give exactly one of --tokenizer DIR and --tokenizer-texts FILE ...")
+    tokenizer = load_tokenizer(tokenizer_dir) if tokenizer_dir else train_bpe_tokenizer(tokenizer_texts, vocab_size)
+    if tokenizer.eos_token_id is None:
+        raise KcsError(f"{tokenizer_dir}: the tokenizer has no end-of-text token")
+    model = build_model(family, len(tokenizer), layers, width, heads, positions, tokenizer.eos_token_id, seed)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "kcs_tiny_model.json", provenance(seed=seed, model=str(out), family=family,
+                                                           layers=layers, width=width, heads=heads))
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("wrote a random %s model (%d layers, width %d, %.2fM parameters, vocab %d) to %s",
+             family, layers, width, n_params / 1e6, len(tokenizer), out)
+
+
+def run(args: argparse.Namespace) -> int:
+    write_tiny_model(Path(args.out), args.family, args.layers, args.width, args.heads, args.positions,
+                     args.seed, Path(args.tokenizer) if args.tokenizer else None,
+                     [Path(p) for p in args.tokenizer_texts or []], args.vocab_size)
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "tiny-model", help="write a small randomly initialised GPT-2 or Llama model folder (tests, smoke runs)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--family", choices=("gpt2", "llama"), required=True, help="weight layout")
+    parser.add_argument("--out", required=True, help="model folder to write")
+    parser.add_argument("--layers", type=int, default=2, help="transformer blocks (default 2)")
+    parser.add_argument("--width", type=int, default=64, help="hidden size (default 64)")
+    parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
+    parser.add_argument("--positions", type=int, default=512, help="maximum sequence length (default 512)")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--tokenizer", help="copy the tokenizer of this folder (e.g. resources/gpt2-tokenizer)")
+    source.add_argument("--tokenizer-texts", nargs="+", metavar="FILE",
+                        help="train a byte-level BPE tokenizer on these text files instead")
+    parser.add_argument("--vocab-size", type=int, default=2000,
+                        help="vocabulary of a trained tokenizer (default 2000)")
+    parser.set_defaults(func=run)
