@@ -76,22 +76,23 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> "TrainConfig":
-        values: dict[str, Any] = {}
-        source = "config"
-        if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise KcsError(f"{path}: config file not found")
-            try:
-                loaded = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as err:
-                raise KcsError(f"{path}: not valid YAML ({err})") from None
-            if not isinstance(loaded, dict):
-                raise KcsError(f"{path}: expected a mapping of hyper-parameters")
-            values.update(loaded)
-            source = str(path)
+        values = load_yaml_mapping(path, "config") if path is not None else {}
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        return cls.from_dict(values, source)
+        return cls.from_dict(values, str(path) if path is not None else "config")
+
+
+def load_yaml_mapping(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (e.g. of hyper-parameters); errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise KcsError(f"{path}: {what} file not found")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise KcsError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(loaded, dict):
+        raise KcsError(f"{path}: expected a mapping of {what} keys")
+    return loaded
 
 
 def _matches(value: Any, hint: Any) -> bool:

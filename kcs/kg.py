@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from kcs.atomic import atomic_path
 from kcs.errors import KcsError
@@ -98,22 +98,29 @@ def parse_fact(row: Any, where: str) -> Fact:
     return Fact(paraphrases=tuple(paraphrases), extra=extra, **values)
 
 
+def parse_json_line(line: str, where: str) -> Any:
+    """One JSON Lines row; a decoding error names FILE:LINE."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise KcsError(f"{where}: not valid JSON ({err.msg}); each line must be one JSON object") from None
+
+
+def iter_json_lines(path: Path) -> Iterator[tuple[str, Any]]:
+    """('FILE:LINE', decoded row) for every non-blank line of a JSON Lines file."""
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if line.strip():
+                where = f"{path}:{lineno}"
+                yield where, parse_json_line(line, where)
+
+
 def read_kg(path: str | os.PathLike, *, allow_empty: bool = False) -> list[Fact]:
     """Read and validate a KG file; errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise KcsError(f"{path}: KG file not found")
-    facts: list[Fact] = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise KcsError(f"{where}: not valid JSON ({err.msg}); each line must be one JSON object") from None
-            facts.append(parse_fact(row, where))
+    facts = [parse_fact(row, where) for where, row in iter_json_lines(path)]
     if not facts and not allow_empty:
         raise KcsError(f"{path}: the KG file holds no facts")
     return facts

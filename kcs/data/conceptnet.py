@@ -18,7 +18,6 @@ The ConceptNet ControlKG is the authors' (shipped in `kcs/resources/paper_kgs/co
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 import os
 import random
@@ -32,6 +31,7 @@ from kcs.data.download import download_pinned
 from kcs.data.paths import resources_dir
 from kcs.data.triplets import Triplet
 from kcs.errors import KcsError
+from kcs.kg import iter_json_lines
 
 log = logging.getLogger(__name__)
 
@@ -95,28 +95,20 @@ def read_lama(path: str | os.PathLike) -> list[Triplet]:
     file = _lama_file(Path(path))
     triplets: dict[tuple[str, str, str], Triplet] = {}
     repeated = 0
-    with file.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{file}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise KcsError(f"{where}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise KcsError(f"{where}: expected a JSON object")
-            head = row.get("sub") or row.get("sub_label")
-            tail = row.get("obj") or row.get("obj_label")
-            relation = row.get("pred")
-            if not all(isinstance(v, str) and v.strip() for v in (head, tail, relation)):
-                raise KcsError(f"{where}: a LAMA row needs string fields sub (or sub_label), pred and obj (or obj_label)")
-            key = (head.strip(), relation.strip(), tail.strip())
-            if key in triplets:
-                repeated += 1
-                continue
-            extra = {"lama_uuid": row["uuid"]} if isinstance(row.get("uuid"), str) else {}
-            triplets[key] = Triplet(*key, extra=extra, where=where)
+    for where, row in iter_json_lines(file):
+        if not isinstance(row, dict):
+            raise KcsError(f"{where}: expected a JSON object")
+        head = row.get("sub") or row.get("sub_label")
+        tail = row.get("obj") or row.get("obj_label")
+        relation = row.get("pred")
+        if not all(isinstance(v, str) and v.strip() for v in (head, tail, relation)):
+            raise KcsError(f"{where}: a LAMA row needs string fields sub (or sub_label), pred and obj (or obj_label)")
+        key = (head.strip(), relation.strip(), tail.strip())
+        if key in triplets:
+            repeated += 1
+            continue
+        extra = {"lama_uuid": row["uuid"]} if isinstance(row.get("uuid"), str) else {}
+        triplets[key] = Triplet(*key, extra=extra, where=where)
     if not triplets:
         raise KcsError(f"{file}: no LAMA rows")
     if repeated:

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 from kcs.atomic import atomic_path
 from kcs.errors import KcsError
-from kcs.kg import Fact
+from kcs.kg import Fact, parse_json_line
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +87,7 @@ def read_triplets(path: str | os.PathLike, *, allow_duplicates: bool = False) ->
     for lineno, line in content:
         where = f"{path}:{lineno}"
         if is_json:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise KcsError(f"{where}: not valid JSON ({err.msg}); each line must be one JSON object") from None
-            triplets.append(_parse_json_row(row, where))
+            triplets.append(_parse_json_row(parse_json_line(line, where), where))
         else:
             if lineno == content[0][0] and line.strip().lower().split() == ["head", "relation", "tail"]:
                 continue  # header

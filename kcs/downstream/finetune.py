@@ -80,22 +80,10 @@ class FinetuneConfig:
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> FinetuneConfig:
     """FinetuneConfig from a YAML file of its keys (an unknown key is an error naming it)."""
-    import yaml
+    from kcs.config import load_yaml_mapping
 
-    values: dict[str, Any] = {}
-    where = "finetuning config"
-    if path is not None:
-        path = Path(path)
-        where = str(path)
-        if not path.is_file():
-            raise KcsError(f"{path}: finetuning config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise KcsError(f"{path}: not valid YAML ({err})") from None
-        if not isinstance(loaded, dict):
-            raise KcsError(f"{path}: expected a mapping of finetuning keys")
-        values.update(loaded)
+    values: dict[str, Any] = load_yaml_mapping(path, "finetuning config") if path is not None else {}
+    where = str(path) if path is not None else "finetuning config"
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     known = {f.name: f for f in fields(FinetuneConfig)}
     for key in values:
