@@ -9,7 +9,7 @@ same process, on a randomly initialised model of a real architecture's shape (no
 
 Timings interleave the two kinds of step after warm-up and report medians. Peak memory: CUDA's
 max_memory_allocated per kind; on the CPU each kind runs once more in a fresh child process and
-reports its peak resident set size.
+reports its peak resident set size (VmHWM, reset at the child's start).
 
     python benchmarks/mask_step.py --shape gpt2 --shape smollm2-135m             # CPU-sized batches
     python benchmarks/mask_step.py --shape gpt2 --shape gpt2-xl --paper-batches  # GPU: the paper's batches
@@ -21,7 +21,6 @@ import argparse
 import json
 import multiprocessing
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -119,32 +118,45 @@ def make_finetune_runner(model, args, device):
     return run
 
 
+def _reset_peak_rss() -> None:
+    # A child inherits its parent's peak RSS (even across exec); Linux lets a process reset it.
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def _child_peak(kind, shape, args, queue):
+    _reset_peak_rss()
     device = resolve_device(args.device)
-    torch.set_num_threads(torch.get_num_threads())
     model = build(shape, device)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     run = make_mask_runner(model, args, device)[0] if kind == "mask" else make_finetune_runner(model, args, device)
     run()
     run()
-    queue.put((before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    queue.put(_peak_rss_mb())
 
 
 def cpu_peak_mb(kind, shape, args) -> float:
+    """Peak resident memory of a fresh process that builds the model and runs two steps."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_child_peak, args=(kind, shape, args, queue))
     proc.start()
-    before, after = queue.get()
+    peak = queue.get()
     proc.join()
-    return after / 1024  # ru_maxrss is in KiB on Linux: peak RSS of the whole process
+    return peak
 
 
 def measure(shape: str, args) -> dict:
     device = resolve_device(args.device)
     peaks = {}
     if device.type != "cuda" and not args.no_memory:
-        # children first: a forked child inherits the parent's peak RSS, so the parent must still be small
         peaks = {kind: cpu_peak_mb(kind, shape, args) for kind in ("mask", "finetune")}
     model = build(shape, device)
     mask_run, cached, n_logits = make_mask_runner(model, args, device)

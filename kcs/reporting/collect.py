@@ -1,0 +1,74 @@
+"""Metrics files (`kcs evaluate --out`) -> one tidy row per evaluation, labelled from the file's path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from kcs.errors import KcsError
+from kcs.reporting.layout import parse_paths
+
+DATASETS = ("targetkg", "controlkg", "controllm")
+# The per-dataset numbers a table can show (method-spec 4.2): full model, remaining model, the change.
+PPL_KEYS = ("ppl_full", "ppl_remaining", "delta_ppl", "relative_delta_ppl")
+EXTRA_KEYS = ("ppl_subnetwork", "delta_rank_mean", "delta_logprob_mean", "paraphrase_ppl_full",
+              "paraphrase_ppl_remaining", "n", "n_blocks")
+TOP_KEYS = ("sparsity", "removed_weights", "masked_weights")
+
+
+def read_json(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        with path.open() as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        raise KcsError(f"{path}: file not found") from None
+    except json.JSONDecodeError as err:
+        raise KcsError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+    if not isinstance(data, dict):
+        raise KcsError(f"{path}: expected a JSON object")
+    return data
+
+
+def flatten_metrics(metrics: dict, where: str) -> dict[str, float]:
+    """The scalar numbers of a metrics file as `sparsity`, `targetkg_ppl_full`, ... columns."""
+    row: dict[str, float] = {}
+    for key in TOP_KEYS:
+        if key in metrics:
+            row[key] = metrics[key]
+    for dataset in DATASETS:
+        block = metrics.get(dataset)
+        if not isinstance(block, dict):
+            raise KcsError(f"{where}: no '{dataset}' section; is this a `kcs evaluate` metrics file?")
+        for key in PPL_KEYS + EXTRA_KEYS:
+            if key in block:
+                row[f"{dataset}_{key}"] = block[key]
+    if "sparsity" not in row:
+        raise KcsError(f"{where}: no 'sparsity'; is this a `kcs evaluate` metrics file?")
+    return row
+
+
+def _typed(value: str):
+    """Seeds and other numeric path fields become numbers (so they sort as numbers)."""
+    return int(value) if value.isdigit() else value
+
+
+def collect_metrics(files: list[str | Path], layout: str) -> pd.DataFrame:
+    if not files:
+        raise KcsError("no metrics files given")
+    rows = []
+    for path, labels in zip(files, parse_paths(layout, files)):
+        row = {key: _typed(value) for key, value in labels.items()}
+        row.update(flatten_metrics(read_json(path), str(path)))
+        row["file"] = Path(path).as_posix()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def read_runs(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise KcsError(f"{path}: runs table not found (write it with `kcs report collect`)")
+    return pd.read_csv(path)

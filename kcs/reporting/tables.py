@@ -1,0 +1,137 @@
+"""The tables people read: the paper's main table, the ablation table, per-KG detail, compute cost.
+
+All numbers are means and sample standard deviations over TargetKGs and seeds (method-spec 9,
+"aggregate"). Perplexities follow method-spec 4.1-4.2: `ppl_full` (the pretrained model),
+`ppl_remaining` (the model with the subnetwork removed), `delta_ppl` = remaining - full and
+`relative_delta_ppl` = remaining / full - 1. Sparsity counts only the masked weight matrices (4.4).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from kcs.errors import KcsError
+from kcs.reporting.formats import Metric, Summary, summarise
+from kcs.reporting.layout import parse_paths
+
+DATASET_LABELS = {"targetkg": "TargetKG", "controlkg": "ControlKG", "controllm": "ControlLM"}
+METHOD_LABELS = {"learned": "Knowledge-critical subnetwork", "random": "Random subnetwork (same size)"}
+DEFAULT_VARIANT = "default"
+
+SPARSITY = Metric("sparsity", "Sparsity", "pct")
+
+
+def _ppl_metrics(keys: tuple[str, ...]) -> list[Metric]:
+    labels = {"ppl_full": ("PPL full", "ppl"), "ppl_remaining": ("PPL remaining", "ppl"),
+              "delta_ppl": ("ΔPPL", "signed"), "relative_delta_ppl": ("ΔPPL rel.", "relpct")}
+    return [Metric(f"{dataset}_{key}", labels[key][0], labels[key][1], DATASET_LABELS[dataset])
+            for dataset in DATASET_LABELS for key in keys]
+
+
+MAIN_METRICS = [SPARSITY] + _ppl_metrics(("ppl_full", "ppl_remaining", "delta_ppl", "relative_delta_ppl"))
+KG_METRICS = [SPARSITY] + _ppl_metrics(("ppl_full", "ppl_remaining", "relative_delta_ppl"))
+ABLATION_METRICS = [SPARSITY] + _ppl_metrics(("ppl_remaining", "relative_delta_ppl"))
+
+
+def _require(runs: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in runs.columns]
+    if missing:
+        raise KcsError(f"the runs table lacks column(s) {', '.join(missing)} needed for the {what}; "
+                       "check the layout pattern given to `kcs report collect`")
+
+
+def _default_only(runs: pd.DataFrame) -> pd.DataFrame:
+    if "variant" in runs.columns:
+        runs = runs[runs["variant"] == DEFAULT_VARIANT]
+    if runs.empty:
+        raise KcsError(f"no evaluation of the '{DEFAULT_VARIANT}' training variant in the runs table")
+    return runs
+
+
+def main_table(runs: pd.DataFrame, model_order: list[str] | None = None) -> Summary:
+    """Per model and method: the learned subnetwork vs a random one of the same size."""
+    _require(runs, ["model", "method"], "main table")
+    data = _default_only(runs)
+    frame = summarise(data, ["model", "method"], MAIN_METRICS,
+                      orders={"model": model_order, "method": list(METHOD_LABELS)})
+    return Summary(frame, ["model", "method"], MAIN_METRICS, {"model": "Model", "method": "Method"},
+                   {"method": METHOD_LABELS}, "Knowledge-critical vs random subnetworks",
+                   "Mean ± standard deviation over TargetKGs and seeds; n = number of (TargetKG, seed) runs. "
+                   "Sparsity counts the masked weight matrices only. ΔPPL = remaining − full; "
+                   "ΔPPL rel. = remaining / full − 1.")
+
+
+def kg_table(runs: pd.DataFrame, model_order: list[str] | None = None, kg_order: list[str] | None = None) -> Summary:
+    """Per model, TargetKG and method, over seeds."""
+    _require(runs, ["model", "kg", "method"], "per-KG table")
+    data = _default_only(runs)
+    frame = summarise(data, ["model", "kg", "method"], KG_METRICS,
+                      orders={"model": model_order, "kg": kg_order, "method": list(METHOD_LABELS)})
+    return Summary(frame, ["model", "kg", "method"], KG_METRICS,
+                   {"model": "Model", "kg": "TargetKG", "method": "Method"}, {"method": METHOD_LABELS},
+                   "Per-TargetKG detail", "Mean ± standard deviation over seeds.")
+
+
+def ablation_table(runs: pd.DataFrame, model_order: list[str] | None = None,
+                   variant_order: list[str] | None = None) -> Summary:
+    """Learned subnetworks of each training variant, on the (model, TargetKG, seed) runs ablated.
+
+    The default variant's row of a model is computed over the same TargetKGs as its ablations, so
+    the rows of one model compare like with like.
+    """
+    _require(runs, ["model", "kg", "variant", "method"], "ablation table")
+    learned = runs[runs["method"] == "learned"]
+    ablated = learned[learned["variant"] != DEFAULT_VARIANT]
+    if ablated.empty:
+        raise KcsError("the runs table has no ablation (no variant other than 'default')")
+    pieces = []
+    for model, rows in ablated.groupby("model", sort=False):
+        default = learned[(learned["model"] == model) & (learned["variant"] == DEFAULT_VARIANT)
+                          & learned["kg"].isin(set(rows["kg"]))]
+        pieces += [default, rows]
+    data = pd.concat(pieces, ignore_index=True)
+    orders = {"model": model_order, "variant": [DEFAULT_VARIANT] + list(variant_order or [])}
+    frame = summarise(data, ["model", "variant"], ABLATION_METRICS, orders=orders)
+    return Summary(frame, ["model", "variant"], ABLATION_METRICS, {"model": "Model", "variant": "Training variant"},
+                   {}, "Ablations of the training objective",
+                   "Learned subnetworks only; mean ± standard deviation over the ablated TargetKGs and seeds.")
+
+
+BENCHMARK_COLUMNS = {"s": "runtime_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_time_s"}
+COST_METRICS = [Metric("runtime_s", "Runtime (s)", "ppl"), Metric("max_rss_mb", "Peak RSS (MB)", "int"),
+                Metric("cpu_time_s", "CPU time (s)", "ppl")]
+
+
+def read_benchmarks(files: list[str | Path], layout: str) -> pd.DataFrame:
+    """Snakemake `benchmark:` TSVs (one row per run of a job; the last one counts), labelled by path."""
+    rows = []
+    for path, labels in zip(files, parse_paths(layout, files)):
+        try:
+            table = pd.read_csv(path, sep="\t")
+        except (FileNotFoundError, pd.errors.EmptyDataError) as err:
+            raise KcsError(f"{path}: not a Snakemake benchmark file ({err})") from None
+        missing = [c for c in BENCHMARK_COLUMNS if c not in table.columns]
+        if missing or table.empty:
+            raise KcsError(f"{path}: not a Snakemake benchmark file (missing {', '.join(missing) or 'rows'})")
+        last = table.iloc[-1]
+        row = dict(labels)
+        for source, target in BENCHMARK_COLUMNS.items():
+            row[target] = pd.to_numeric(last[source], errors="coerce")
+        rows.append(row)
+    if not rows:
+        raise KcsError("no benchmark files given")
+    return pd.DataFrame(rows)
+
+
+def compute_cost_table(benchmarks: pd.DataFrame, model_order: list[str] | None = None) -> Summary:
+    """Runtime and peak memory per rule kind and model (max over jobs kept in the CSV)."""
+    keys = [k for k in ("rule", "model") if k in benchmarks.columns]
+    if "rule" not in keys:
+        raise KcsError("the benchmark layout pattern needs a {rule} field")
+    frame = summarise(benchmarks, keys, COST_METRICS, with_max=True, orders={"model": model_order})
+    return Summary(frame, keys, COST_METRICS, {"rule": "Step", "model": "Model"}, {},
+                   "Compute cost per pipeline step",
+                   "Mean ± standard deviation over the jobs of each step (CSV: also the maximum); wall-clock "
+                   "runtime and peak resident memory from Snakemake's benchmark files, on the machine that ran them.")

