@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Sequence
@@ -181,8 +182,12 @@ def _set_rng_state(state: dict) -> None:
 def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.PathLike,
                controllm: Sequence[str | os.PathLike], out_dir: str | os.PathLike, config: TrainConfig,
                seed: int = 42, controlkg_val: str | os.PathLike | None = None, device: str | None = None,
-               progress: bool = True) -> Path:
-    """Train (or resume, or recognise as finished) a mask; returns the path of the final mask file."""
+               progress: bool = True, restart_if_changed: bool = False) -> Path:
+    """Train (or resume, or recognise as finished) a mask; returns the path of the final mask file.
+
+    A checkpoint made with other arguments is refused, or, with `restart_if_changed` (what a
+    pipeline wants when its inputs changed), discarded with the rest of the run directory.
+    """
     out_dir = Path(out_dir)
     final_mask = out_dir / "mask.safetensors"
     ckpt_dir = out_dir / "checkpoints"
@@ -199,7 +204,15 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     resume = None
     if last_ckpt.exists():
         resume = torch.load(last_ckpt, map_location="cpu", weights_only=False)
-        _check_same_run(out_dir, resume["identity"], identity)
+        try:
+            _check_same_run(out_dir, resume["identity"], identity)
+        except KcsError as err:
+            if not restart_if_changed:
+                raise
+            log.warning("%s; starting over", err)
+            for stale in (ckpt_dir, out_dir / "train_log.csv", out_dir / "run_started.json"):
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+            resume = None
 
     seed_everything(seed)
     lm_model, tokenizer = load_model(model, device=device)

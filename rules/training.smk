@@ -19,9 +19,9 @@ rule train_config:
 
 rule train_mask:
     # `kcs train` resumes from RUN_DIR/checkpoints/last.pt: a killed, preempted or timed-out job
-    # continues where it stopped on the retry; if the inputs changed, the run starts over (see the
-    # script). Only mask.safetensors (written last) and a copy of the log are outputs, so Snakemake
-    # never deletes the checkpoints of a failed attempt.
+    # continues where it stopped on the retry; if the inputs changed (--restart-if-changed), the
+    # run starts over. Only mask.safetensors (written last) and a copy of the log are outputs, so
+    # Snakemake never deletes the checkpoints of a failed attempt.
     input:
         unpack(get_training_data),
         model=get_model_dir,
@@ -42,8 +42,11 @@ rule train_mask:
         runtime=get_train_runtime,
     params:
         run_dir=RUN_DIR,
-    script:
-        "../workflow_scripts/train_mask.py"
+    shell:
+        "kcs train --model {input.model} --targetkg {input.targetkg} --controlkg {input.controlkg}"
+        " --controlkg-val {input.controlkg_val} --controllm {input.controllm} --config {input.config}"
+        " --seed {wildcards.seed} --out {params.run_dir} --no-progress --restart-if-changed > {log} 2>&1"
+        " && cp {params.run_dir}/train_log.csv {output.curves}"
 
 
 rule random_mask:

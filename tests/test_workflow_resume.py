@@ -115,5 +115,5 @@ def test_changed_inputs_restart_the_training(tmp_path):
     config["training"]["steps"] = 12
     write_config(path, config)
     run_snakemake(workdir, *args)
-    assert "the inputs changed since it was trained; starting over" in (workdir / LOG).read_text()
+    assert "its checkpoint was made with config steps=8, now 12; resume with the same config, or use a new --out directory; starting over" in (workdir / LOG).read_text()
     assert list(pd.read_csv(workdir / RUN / "train_log.csv")["step"]) == list(range(1, 13))

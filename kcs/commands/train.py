@@ -17,6 +17,9 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, help="override the config's number of steps")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--restart-if-changed", action="store_true",
+                   help="if RUN_DIR's checkpoint came from other arguments, discard it and start over "
+                        "(default: refuse)")
     p.set_defaults(func=run)
 
 
@@ -26,6 +29,6 @@ def run(args) -> int:
     config = TrainConfig.from_yaml(args.config, {"steps": args.steps})
     path = train_mask(args.model, args.targetkg, args.controlkg, args.controllm, args.out, config,
                       seed=args.seed, controlkg_val=args.controlkg_val, device=args.device,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, restart_if_changed=args.restart_if_changed)
     print(path)
     return 0
