@@ -133,7 +133,7 @@ def compare(full: dict, remaining: dict, facts: Sequence[Fact] | None = None, su
 
 
 def _inputs_fingerprint(targetkg, controlkg, controllm, config) -> dict:
-    from kcs.training import file_sha256
+    from kcs.provenance import file_sha256
 
     return {
         "targetkg": file_sha256(targetkg),

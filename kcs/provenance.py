@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
+import os
 import platform
 import socket
 import subprocess
@@ -14,6 +16,15 @@ from typing import Any
 import kcs
 
 _PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "datasets", "nltk", "numpy", "pandas")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (input checksums recorded with every result)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def package_versions() -> dict[str, str]:

@@ -9,7 +9,6 @@ and a resumed run ends with the same mask, bit for bit on the CPU, as an uninter
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import os
 import random
@@ -32,7 +31,7 @@ from kcs.kg import read_kg
 from kcs.maskfile import save_mask
 from kcs.masking import MaskedLM, WeightMask
 from kcs.models import load_model, num_blocks, select_blocks
-from kcs.provenance import provenance
+from kcs.provenance import file_sha256, provenance
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +51,6 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class CyclingSampler:
@@ -107,7 +98,7 @@ class ReferenceOutputs:
         self.text_cache: torch.Tensor | None = None
 
     @torch.no_grad()
-    def _kg(self, enc: KGEncoding, index: torch.Tensor, kl_position: str) -> torch.Tensor:
+    def _kg(self, enc: KGEncoding, kl_position: str) -> torch.Tensor:
         out = self.lm.logits_at("full", enc.input_ids, enc.attention_mask, enc.kl_index(kl_position))
         return torch.log_softmax(out.float(), dim=-1)
 
@@ -119,7 +110,7 @@ class ReferenceOutputs:
         used = 0
         if controlkg is not None and len(controlkg) * vocab * 4 <= self.budget:
             self.kg_cache = torch.cat([
-                self._kg(controlkg.subset(slice(s, s + 64)).to(device), None, kl_position)
+                self._kg(controlkg.subset(slice(s, s + 64)).to(device), kl_position)
                 for s in range(0, len(controlkg), 64)
             ])
             used += self.kg_cache.numel() * 4
@@ -129,7 +120,7 @@ class ReferenceOutputs:
     def controlkg(self, batch: KGEncoding, rows: torch.Tensor, kl_position: str) -> torch.Tensor:
         if self.kg_cache is not None:
             return self.kg_cache[rows.to(self.kg_cache.device)]
-        return self._kg(batch, None, kl_position)
+        return self._kg(batch, kl_position)
 
     def controllm(self, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         if self.text_cache is not None:

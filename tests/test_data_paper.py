@@ -9,7 +9,7 @@ import pytest
 
 from data_fixtures import PAPER_DATA, WORDNET_ROOTS, run_cli, wn  # noqa: F401
 from kcs.data import paper
-from kcs.data.download import sha256_file
+from kcs.provenance import file_sha256
 from kcs.errors import KcsError
 from kcs.kg import read_kg
 
@@ -28,7 +28,7 @@ def test_manifest_matches_the_shipped_files():
     shipped = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jsonl"))
     assert shipped == sorted(manifest["files"]) and len(shipped) == 7 * 4 + 5 + 5
     for name, entry in manifest["files"].items():
-        assert sha256_file(root / name) == entry["sha256"], name
+        assert file_sha256(root / name) == entry["sha256"], name
         assert len(read_kg(root / name)) == entry["facts"], name
     assert "MIT License" in (root / "PROVENANCE.md").read_text()
     assert "Copyright (c) 2024 bayazitdeniz" in (root / "PROVENANCE.md").read_text()

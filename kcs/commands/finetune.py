@@ -103,7 +103,7 @@ def _removal(args, model) -> tuple[dict | None, str, dict]:
             raise KcsError("--random-seed only makes sense with --random-like")
         return None, "full", {"kind": "none"}
     from kcs.maskfile import load_mask
-    from kcs.training import file_sha256
+    from kcs.provenance import file_sha256
 
     source = args.removal_mask or args.random_like
     mask = load_mask(source, model=model)
@@ -125,7 +125,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     from kcs.downstream.mcqa import load_task
     from kcs.models import load_model, model_name
     from kcs.provenance import provenance
-    from kcs.training import file_sha256, seed_everything
+    from kcs.provenance import file_sha256
+    from kcs.training import seed_everything
 
     config = load_config(args.config, {"style": args.style, "epochs": args.epochs, "max_steps": args.max_steps})
     if args.task is None and (args.train is None or args.validation is None):
@@ -182,7 +183,7 @@ def run_build_task(args: argparse.Namespace) -> int:
     from kcs.data.wordnet import find_wordnet, load_wordnet
     from kcs.downstream.wordnet_task import PROMPT_TEMPLATE, build_task, write_task
     from kcs.provenance import provenance
-    from kcs.training import file_sha256
+    from kcs.provenance import file_sha256
 
     facts = _read_kgs(args.linked_kg)
     wn = load_wordnet(args.wordnet_dir)

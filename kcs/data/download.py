@@ -38,12 +38,6 @@ log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, timeout: float = 60.0,

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kcs.atomic import atomic_dir
-from kcs.data.download import sha256_file
+from kcs.provenance import file_sha256
 from kcs.data.paths import package_resource
 from kcs.errors import KcsError
 from kcs.kg import Fact, Verbalisation
@@ -262,7 +262,7 @@ def convert_paper(source: str | os.PathLike, out: str | os.PathLike, *, provenan
     manifest = {
         "description": f"The authors' KGs of {CITATION}, converted by kcs data convert-paper",
         "licence": "MIT, copyright 2024 bayazitdeniz (see PROVENANCE.md)",
-        "sources": {name: sha256_file(source / name) for name in sources},
+        "sources": {name: file_sha256(source / name) for name in sources},
         "files": {},
     }
     with atomic_dir(out) as tmp:
@@ -271,7 +271,7 @@ def convert_paper(source: str | os.PathLike, out: str | os.PathLike, *, provenan
             path = tmp / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(_kg_text(facts), encoding="utf-8")
-            manifest["files"][name] = {"facts": len(facts), "sha256": sha256_file(path),
+            manifest["files"][name] = {"facts": len(facts), "sha256": file_sha256(path),
                                        "from": sorted({f.extra["source"] for f in facts})}
         (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         (tmp / "PROVENANCE.md").write_text(PROVENANCE_MD, encoding="utf-8")
