@@ -1,23 +1,33 @@
-"""Seconds per step and peak memory: one mask-training step vs one ordinary fine-tuning step.
+"""Seconds per step and peak memory: a mask-training step (with and without kcs's caches) vs an
+ordinary fine-tuning step, and the evaluation of one checkpoint before / after the caches.
 
-Both steps see the same tokens (a TargetKG batch, a ControlKG batch and a ControlLM batch) in the
-same process, on a randomly initialised model of a real architecture's shape (no download):
-- mask step: kcs.training.mask_step (three remaining-model forwards, one backward into the mask
-  logits, Adam on the logits; the frozen full model's outputs come from kcs's reference cache when
-  they fit its budget, exactly as in `kcs train`);
-- fine-tuning step: the same three forwards with a causal-LM loss, backward into every weight, AdamW.
+All on a randomly initialised model of a real architecture's shape (no download), in one process,
+with data sets sized like a real run (`--data demo`: the offline demo's; `--data paper`: the
+paper's, for GPU machines):
+- mask step, cached: `kcs.training.mask_step` on `kcs.training.TrainingData` as `kcs train` builds
+  it: the frozen prefix below the first masked block and the full model's last hidden states are
+  cached within their budgets (rows past a budget are recomputed; the table says how many fit);
+- mask step, uncached: the same with both budgets 0 (every term runs the whole model, and the
+  full model's ControlKG / ControlLM distributions are recomputed every step: the pre-cache step);
+- fine-tuning step: the same three batches through the whole model with a causal-LM loss,
+  backward into every weight, AdamW.
+- evaluation of one checkpoint (remaining model on TargetKG, ControlKG val and ControlLM test,
+  subnetwork on TargetKG): before = each view runs the whole model; after = the evaluation sets'
+  prefix cached once (its build time is reported apart: it is shared by every checkpoint).
 
-Timings interleave the two kinds of step after warm-up and report medians. Peak memory: CUDA's
-max_memory_allocated per kind; on the CPU each kind runs once more in a fresh child process and
-reports its peak resident set size (VmHWM, reset at the child's start).
+Timings interleave the kinds of step after warm-up and report medians, so drift affects all alike.
+Peak memory: CUDA's max_memory_allocated per kind; on the CPU each kind runs once more in a fresh
+child process and reports its peak resident set size (VmHWM, reset at the child's start).
 
-    python benchmarks/mask_step.py --shape gpt2 --shape smollm2-135m             # CPU-sized batches
-    python benchmarks/mask_step.py --shape gpt2 --shape gpt2-xl --paper-batches  # GPU: the paper's batches
+    python benchmarks/mask_step.py --data demo --out benchmarks/results/cpu.json        # CPU
+    python benchmarks/mask_step.py --data paper --device cuda --shape gpt2 --shape gpt2-medium \\
+        --shape gpt2-large --shape gpt2-xl --out benchmarks/results/gpu.json          # GPU
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import platform
@@ -30,10 +40,12 @@ import torch
 
 from kcs.config import TrainConfig
 from kcs.encoding import KGEncoding
+from kcs.evaluation import kg_statistics, lm_perplexity
 from kcs.masking import MaskedLM, WeightMask
 from kcs.models import num_blocks, resolve_device, select_blocks
+from kcs.prefix import PrefixCache
 from kcs.provenance import package_versions
-from kcs.training import CyclingSampler, ReferenceOutputs, mask_step
+from kcs.training import CyclingSampler, TrainingData, mask_step
 
 SHAPES = {
     "gpt2": dict(family="gpt2", n_layer=12, n_embd=768, n_head=12),
@@ -43,6 +55,37 @@ SHAPES = {
     # SmolLM2-135M's shape (offline-resources.md): 30 layers, hidden 576, MLP 1536, 9 heads, 3 KV heads
     "smollm2-135m": dict(family="llama", num_hidden_layers=30, hidden_size=576, intermediate_size=1536,
                          num_attention_heads=9, num_key_value_heads=3, vocab_size=49152),
+    # tiny shapes: the benchmark's own test (tests/test_benchmarks.py)
+    "tiny-gpt2": dict(family="gpt2", n_layer=4, n_embd=32, n_head=4, vocab_size=300),
+    "tiny-llama": dict(family="llama", num_hidden_layers=4, hidden_size=32, intermediate_size=64,
+                       num_attention_heads=4, num_key_value_heads=2, vocab_size=300),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSize:
+    """Rows of each data set and the batch sizes of a real run."""
+
+    targetkg: int  # facts (one batch: the whole TargetKG)
+    controlkg: int  # ControlKG training facts
+    controlkg_val: int
+    controllm: int  # ControlLM training blocks
+    controllm_test: int  # ControlLM test blocks
+    block_size: int
+    controlkg_batch: int
+    controllm_batch: int
+    kg_tokens: int = 12  # the longest KG sentence; rows are 7..kg_tokens long (right padded)
+
+
+DATA = {
+    # configs/demo.yaml: a paper TargetKG (11-19 facts), the demo's WordNet ControlKG, sotu text
+    "demo": DataSize(targetkg=16, controlkg=400, controlkg_val=50, controllm=200, controllm_test=30,
+                     block_size=128, controlkg_batch=32, controllm_batch=2),
+    # config.yaml: WordNet ControlKG 4,400 train / 50 val, WikiText-2 train 4,656 x 512, test[:20%]
+    "paper": DataSize(targetkg=16, controlkg=4400, controlkg_val=50, controllm=4656, controllm_test=56,
+                      block_size=512, controlkg_batch=250, controllm_batch=10),
+    "tiny": DataSize(targetkg=6, controlkg=20, controlkg_val=8, controllm=12, controllm_test=4,
+                     block_size=16, controlkg_batch=4, controllm_batch=2),
 }
 
 
@@ -53,69 +96,128 @@ def build(shape: str, device: torch.device):
     family = spec.pop("family")
     torch.manual_seed(0)
     if family == "gpt2":
-        config = GPT2Config(vocab_size=50257, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **spec)
+        spec.setdefault("vocab_size", 50257)
+        config = GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **spec)
         model = GPT2LMHeadModel(config)
     else:
         model = LlamaForCausalLM(LlamaConfig(tie_word_embeddings=True, **spec))
-    return model.to(device).eval()
+    return model.to(device).eval().requires_grad_(False)
 
 
-def synthetic_kg(n: int, length: int, vocab: int) -> KGEncoding:
-    ids = torch.randint(0, vocab, (n, length))
-    return KGEncoding(ids, torch.ones_like(ids), torch.full((n,), length - 1), torch.full((n,), length - 1))
+def synthetic_kg(n: int, max_tokens: int, vocab: int, generator: torch.Generator) -> KGEncoding:
+    lengths = torch.randint(7, max_tokens + 1, (n,), generator=generator)
+    ids = torch.randint(0, vocab, (n, max_tokens), generator=generator)
+    attention = (torch.arange(max_tokens)[None, :] < lengths[:, None]).long()
+    return KGEncoding(ids * attention, attention, lengths - 1, lengths - 1)
 
 
-def make_inputs(args, vocab):
+def make_data(size: DataSize, vocab: int) -> dict:
     gen = torch.Generator().manual_seed(1)
-    torch.manual_seed(1)
-    target = synthetic_kg(args.targetkg_batch, args.kg_length, vocab)
-    control = synthetic_kg(args.controlkg_batch * 2, args.kg_length, vocab)
-    text = torch.randint(0, vocab, (args.controllm_batch * 4, args.block_size), generator=gen)
-    return target, control, text
+    return {
+        "targetkg": synthetic_kg(size.targetkg, size.kg_tokens, vocab, gen),
+        "controlkg": synthetic_kg(size.controlkg, size.kg_tokens, vocab, gen),
+        "controlkg_val": synthetic_kg(size.controlkg_val, size.kg_tokens, vocab, gen),
+        "controllm": torch.randint(0, vocab, (size.controllm, size.block_size), generator=gen),
+        "controllm_test": torch.randint(0, vocab, (size.controllm_test, size.block_size), generator=gen),
+    }
+
+
+def train_config(size: DataSize, cached: bool, args) -> TrainConfig:
+    return TrainConfig(steps=10_000, targetkg_batch_size=250, controlkg_batch_size=size.controlkg_batch,
+                       controllm_batch_size=size.controllm_batch, controllm_block_size=size.block_size,
+                       top_k_blocks=args.top_k_blocks,
+                       prefix_cache_mb=args.prefix_cache_mb if cached else 0,
+                       reference_cache_mb=args.reference_cache_mb if cached else 0)
+
+
+def masked_lm(model, args) -> MaskedLM:
+    mask = WeightMask.for_model(model, select_blocks(num_blocks(model), args.top_k_blocks))
+    return MaskedLM(model, mask).train()
+
+
+def make_mask_runner(model, size: DataSize, cached: bool, args):
+    """The step `kcs train` takes; returns (run, seconds to build the caches, cache report, mask logits)."""
+    data = make_data(size, model.get_output_embeddings().weight.shape[0])
+    config = train_config(size, cached, args)
+    lm = masked_lm(model, args)
+    start = time.perf_counter()
+    training = TrainingData.build(lm, config, data["targetkg"], data["controlkg"], data["controllm"], data["controlkg_val"])
+    build_s = time.perf_counter() - start
+    optimiser = torch.optim.Adam(lm.mask.parameters(), lr=config.lr)
+    samplers = {"targetkg": CyclingSampler(size.targetkg, 250, 1),
+                "controlkg": CyclingSampler(size.controlkg, size.controlkg_batch, 2),
+                "controllm": CyclingSampler(size.controllm, size.controllm_batch, 3)}
+    state = {"step": 1000}
+
+    def run():
+        mask_step(lm, optimiser, config, samplers, training, state["step"])
+        state["step"] += 1
+
+    return run, build_s, training.cache_report(), lm.mask.num_logits
+
+
+def make_finetune_runner(model, size: DataSize):
+    data = make_data(size, model.get_output_embeddings().weight.shape[0])
+    model.requires_grad_(True).train()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=5e-5)
+    target, control = data["targetkg"], data["controlkg"].subset(slice(0, size.controlkg_batch))
+    batches = [(target.input_ids, target.attention_mask), (control.input_ids, control.attention_mask),
+               (data["controllm"][: size.controllm_batch], None)]
+    device = next(model.parameters()).device
+
+    def run():
+        optimiser.zero_grad(set_to_none=True)
+        loss = 0.0
+        for ids, att in batches:
+            ids = ids.to(device)
+            labels = ids if att is None else ids.masked_fill(att.to(device) == 0, -100)
+            loss = loss + model(input_ids=ids, attention_mask=None if att is None else att.to(device), labels=labels).loss
+        loss.backward()
+        optimiser.step()
+
+    return run
+
+
+def make_eval_runner(model, size: DataSize, cached: bool, args):
+    """One checkpoint's evaluation: remaining on the three sets, subnetwork on the TargetKG."""
+    data = make_data(size, model.get_output_embeddings().weight.shape[0])
+    lm = masked_lm(model, args).eval()
+    sets = {"targetkg": data["targetkg"], "controlkg_val": data["controlkg_val"]}
+    prefix, build_s = {}, 0.0
+    if cached:
+        start = time.perf_counter()
+        budget = args.prefix_cache_mb * 2**20
+        for name, enc in sets.items():
+            prefix[name] = PrefixCache.for_lm(lm, enc.input_ids, enc.attention_mask, budget)
+        prefix["controllm_test"] = PrefixCache.for_lm(lm, data["controllm_test"], None, budget)
+        build_s = time.perf_counter() - start
+    else:  # before the caches: every view ran the whole model
+        lm.first_block = lm._upper.first_block = 0
+
+    def run():
+        kg_statistics(lm, ["remaining", "subnetwork"], sets["targetkg"], 250, prefix.get("targetkg"))
+        kg_statistics(lm, ["remaining"], sets["controlkg_val"], 250, prefix.get("controlkg_val"))
+        lm_perplexity(lm, ["remaining"], data["controllm_test"], args.eval_lm_batch, prefix.get("controllm_test"))
+
+    return run, build_s
+
+
+KINDS = ("mask_cached", "mask_uncached", "finetune", "eval_cached", "eval_uncached")
+
+
+def make_runner(kind: str, model, size: DataSize, args):
+    if kind == "finetune":
+        return make_finetune_runner(model, size), {}
+    if kind.startswith("mask"):
+        run, build_s, report, n_logits = make_mask_runner(model, size, kind == "mask_cached", args)
+        return run, {"cache_build_s": build_s, "caches": report, "mask_logits": n_logits}
+    run, build_s = make_eval_runner(model, size, kind == "eval_cached", args)
+    return run, {"cache_build_s": build_s}
 
 
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def make_mask_runner(model, args, device):
-    vocab = model.get_output_embeddings().weight.shape[0]
-    target, control, text = make_inputs(args, vocab)
-    config = TrainConfig(steps=10_000, targetkg_batch_size=args.targetkg_batch, controlkg_batch_size=args.controlkg_batch,
-                         controllm_batch_size=args.controllm_batch, controllm_block_size=args.block_size)
-    model.requires_grad_(False)  # as kcs.models.load_model leaves it: only the mask logits train
-    mask = WeightMask.for_model(model, select_blocks(num_blocks(model)))
-    lm = MaskedLM(model, mask).train()
-    optimiser = torch.optim.Adam(mask.parameters(), lr=config.lr)
-    samplers = {"targetkg": CyclingSampler(len(target), config.targetkg_batch_size, 1),
-                "controlkg": CyclingSampler(len(control), config.controlkg_batch_size, 2),
-                "controllm": CyclingSampler(text.shape[0], config.controllm_batch_size, 3)}
-    reference = ReferenceOutputs(lm, config.reference_cache_mb * 2**20)
-    reference.prepare(control, config.kg_kl_position, text, vocab, device)
-    state = {"step": 1000, "cached": {"controlkg": reference.kg_cache is not None, "controllm": reference.text_cache is not None}}
-
-    def run():
-        mask_step(lm, optimiser, config, samplers, reference, target, control, text, state["step"])
-        state["step"] += 1
-
-    return run, state["cached"], mask.num_logits
-
-
-def make_finetune_runner(model, args, device):
-    vocab = model.get_output_embeddings().weight.shape[0]
-    target, control, text = make_inputs(args, vocab)
-    model.requires_grad_(True).train()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=5e-5)
-    batches = [target.input_ids[: args.targetkg_batch], control.input_ids[: args.controlkg_batch], text[: args.controllm_batch]]
-
-    def run():
-        optimiser.zero_grad(set_to_none=True)
-        loss = sum(model(input_ids=ids.to(device), labels=ids.to(device)).loss for ids in batches)
-        loss.backward()
-        optimiser.step()
-
-    return run
 
 
 def _reset_peak_rss() -> None:
@@ -132,21 +234,21 @@ def _peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def _child_peak(kind, shape, args, queue):
+def _child_peak(kind, shape, size, args, queue):
     _reset_peak_rss()
     device = resolve_device(args.device)
-    model = build(shape, device)
-    run = make_mask_runner(model, args, device)[0] if kind == "mask" else make_finetune_runner(model, args, device)
+    torch.set_num_threads(args.threads) if args.threads else None
+    run, _ = make_runner(kind, build(shape, device), size, args)
     run()
     run()
     queue.put(_peak_rss_mb())
 
 
-def cpu_peak_mb(kind, shape, args) -> float:
-    """Peak resident memory of a fresh process that builds the model and runs two steps."""
+def cpu_peak_mb(kind, shape, size, args) -> float:
+    """Peak resident memory of a fresh process that builds the model and its data and runs two steps."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child_peak, args=(kind, shape, args, queue))
+    proc = ctx.Process(target=_child_peak, args=(kind, shape, size, args, queue))
     proc.start()
     peak = queue.get()
     proc.join()
@@ -155,68 +257,85 @@ def cpu_peak_mb(kind, shape, args) -> float:
 
 def measure(shape: str, args) -> dict:
     device = resolve_device(args.device)
+    size = DATA[args.data]
+    kinds = [k for k in KINDS if not (args.no_eval and k.startswith("eval"))]
     peaks = {}
     if device.type != "cuda" and not args.no_memory:
-        peaks = {kind: cpu_peak_mb(kind, shape, args) for kind in ("mask", "finetune")}
-    model = build(shape, device)
-    mask_run, cached, n_logits = make_mask_runner(model, args, device)
-    finetune_model = build(shape, device)
-    finetune_run = make_finetune_runner(finetune_model, args, device)
-    times = {"mask": [], "finetune": []}
-    for kind, run in (("mask", mask_run), ("finetune", finetune_run)):
+        peaks = {kind: cpu_peak_mb(kind, shape, size, args) for kind in kinds}
+    runners, info = {}, {}
+    for kind in kinds:  # one model per kind: fine-tuning changes its weights
         if device.type == "cuda":
+            torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
+        runners[kind], info[kind] = make_runner(kind, build(shape, device), size, args)
         for _ in range(args.warmup):
-            run()
+            runners[kind]()
         sync(device)
         if device.type == "cuda":
             peaks[kind] = torch.cuda.max_memory_allocated() / 2**20
-    for _ in range(args.repeats):  # interleaved, so drift affects both alike
-        for kind, run in (("mask", mask_run), ("finetune", finetune_run)):
+    times = {kind: [] for kind in kinds}
+    for _ in range(args.repeats):  # interleaved, so drift affects every kind alike
+        for kind in kinds:
             sync(device)
             start = time.perf_counter()
-            run()
+            runners[kind]()
             sync(device)
             times[kind].append(time.perf_counter() - start)
-    del model, finetune_model
-    mask_s, ft_s = statistics.median(times["mask"]), statistics.median(times["finetune"])
-    return {
-        "shape": shape, "device": str(device), "mask_logits": n_logits,
-        "mask_step_s": mask_s, "finetune_step_s": ft_s, "time_ratio_mask_over_finetune": mask_s / ft_s,
-        "mask_peak_mb": peaks.get("mask"), "finetune_peak_mb": peaks.get("finetune"),
-        "memory_ratio_mask_over_finetune": (peaks["mask"] / peaks["finetune"]) if peaks else None,
-        "reference_cached": cached,
-        "batches": {"targetkg": args.targetkg_batch, "controlkg": args.controlkg_batch,
-                    "controllm": f"{args.controllm_batch}x{args.block_size}", "kg_tokens": args.kg_length},
+    median = {kind: statistics.median(values) for kind, values in times.items()}
+    result = {
+        "shape": shape, "device": str(device), "data": args.data, "sizes": dataclasses.asdict(size),
+        "masked_blocks": args.top_k_blocks or "top half", "mask_logits": info["mask_cached"]["mask_logits"],
+        "seconds": median, "peak_mb": peaks or None,
+        "ratio_mask_cached_over_finetune": median["mask_cached"] / median["finetune"],
+        "ratio_mask_uncached_over_finetune": median["mask_uncached"] / median["finetune"],
+        "speedup_mask_cached": median["mask_uncached"] / median["mask_cached"],
+        "caches": info["mask_cached"]["caches"],
+        "cache_build_s": {kind: info[kind]["cache_build_s"] for kind in kinds if "cache_build_s" in info[kind]},
         "repeats": args.repeats,
     }
+    if not args.no_eval:
+        result["speedup_eval_cached"] = median["eval_uncached"] / median["eval_cached"]
+    return result
+
+
+def _cache_summary(report: dict) -> str:
+    return ", ".join(f"{name} {r['rows']}/{r['of']}" for name, r in report.items())
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| shape | device | data | mask step cached (s) | uncached (s) | fine-tune (s) | cached / fine-tune | "
+          "uncached / fine-tune | peak MB cached / uncached / fine-tune | eval cached (s) | eval uncached (s) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        s, p = r["seconds"], r["peak_mb"]
+        mem = f"{p['mask_cached']:.0f} / {p['mask_uncached']:.0f} / {p['finetune']:.0f}" if p else "-"
+        ev = f"{s['eval_cached']:.3f} | {s['eval_uncached']:.3f}" if "eval_cached" in s else "- | -"
+        print(f"| {r['shape']} | {r['device']} | {r['data']} | {s['mask_cached']:.3f} | {s['mask_uncached']:.3f} | "
+              f"{s['finetune']:.3f} | {r['ratio_mask_cached_over_finetune']:.2f} | "
+              f"{r['ratio_mask_uncached_over_finetune']:.2f} | {mem} | {ev} |")
+    for r in rows:
+        print(f"{r['shape']}: rows cached: {_cache_summary(r['caches'])}; cache build "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in r["cache_build_s"].items()))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", action="append", choices=sorted(SHAPES), help="model shape(s) (default: gpt2, smollm2-135m)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--paper-batches", action="store_true", help="TargetKG 250, ControlKG 250, ControlLM 10x512")
-    parser.add_argument("--targetkg-batch", type=int, default=16)
-    parser.add_argument("--controlkg-batch", type=int, default=16)
-    parser.add_argument("--controllm-batch", type=int, default=2)
-    parser.add_argument("--block-size", type=int, default=128)
-    parser.add_argument("--kg-length", type=int, default=12, help="tokens per KG sentence")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--data", choices=sorted(DATA), default="demo", help="data set and batch sizes of a real run")
+    parser.add_argument("--top-k-blocks", type=int, help="mask the top k blocks (default: the top half, the paper's)")
+    parser.add_argument("--prefix-cache-mb", type=int, default=TrainConfig.prefix_cache_mb)
+    parser.add_argument("--reference-cache-mb", type=int, default=TrainConfig.reference_cache_mb)
+    parser.add_argument("--eval-lm-batch", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="torch threads in the memory child processes")
     parser.add_argument("--no-memory", action="store_true", help="skip the CPU peak-memory child processes")
+    parser.add_argument("--no-eval", action="store_true", help="skip the evaluation timings")
     parser.add_argument("--out", type=Path, help="JSON file for the results")
     args = parser.parse_args(argv)
-    if args.paper_batches:
-        args.targetkg_batch, args.controlkg_batch, args.controllm_batch, args.block_size = 250, 250, 10, 512
     rows = [measure(shape, args) for shape in (args.shape or ["gpt2", "smollm2-135m"])]
-    print("| shape | device | mask step (s) | fine-tune step (s) | time ratio | mask peak (MB) | fine-tune peak (MB) | memory ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        mem = (f"{r['mask_peak_mb']:.0f} | {r['finetune_peak_mb']:.0f} | {r['memory_ratio_mask_over_finetune']:.2f}"
-               if r["mask_peak_mb"] else "- | - | -")
-        print(f"| {r['shape']} | {r['device']} | {r['mask_step_s']:.3f} | {r['finetune_step_s']:.3f} | "
-              f"{r['time_ratio_mask_over_finetune']:.2f} | {mem} |")
+    print_table(rows)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"results": rows, "versions": package_versions(), "machine": platform.machine(),

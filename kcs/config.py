@@ -20,7 +20,9 @@ class TrainConfig:
     lr: float = 0.2  # Adam on the mask logits
     warmup_frac: float = 0.1  # linear LR warm-up share of the steps
     init_p: float = 0.45  # initial P(weight in subnetwork) -> logits start at logit(0.45)
-    temperature: float = 1.0  # Gumbel-sigmoid temperature (fixed)
+    temperature: float = 1.0  # Gumbel-sigmoid temperature (fixed; scales only the straight-through gradient)
+    noise_scale_init: float = 1.0  # scale of the logistic sampling noise at step 0 (the paper: 1) ...
+    noise_scale_final: float = 1.0  # ... linear to this at the last step (the paper: 1, no annealing)
     granularity: str = "weight"  # weight | neuron (one logit per input feature)
     top_k_blocks: int | None = None  # mask the top k blocks (None: top half)
     block_range: list[int] | None = None  # or an inclusive [first, last] block range
@@ -47,7 +49,8 @@ class TrainConfig:
     checkpoint_every: int = 200
     eval_batch_size: int = 250  # KG facts per batch in perplexity (the paper's value)
     eval_lm_batch_size: int = 8
-    reference_cache_mb: int = 2048  # cache the frozen full model's outputs up to this size
+    prefix_cache_mb: int = 2048  # cache the hidden states entering the first masked block up to this size
+    reference_cache_mb: int = 2048  # cache the frozen full model's last hidden states up to this size
     keep_step_masks: bool = True  # keep a mask file per checkpoint (for checkpoint selection)
 
     def __post_init__(self) -> None:
@@ -57,6 +60,9 @@ class TrainConfig:
             raise KcsError(f"config key 'kg_kl_position' must be 'tail' or 'after_tail', got '{self.kg_kl_position}'")
         if self.steps < 1:
             raise KcsError(f"config key 'steps' must be >= 1, got {self.steps}")
+        for key in ("noise_scale_init", "noise_scale_final"):
+            if not getattr(self, key) >= 0.0:
+                raise KcsError(f"config key '{key}' must be >= 0, got {getattr(self, key)}")
         if self.block_range is not None and len(self.block_range) != 2:
             raise KcsError("config key 'block_range' must be [first, last]")
 

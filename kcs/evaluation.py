@@ -18,78 +18,116 @@ import torch.nn.functional as F
 from kcs.encoding import KGEncoding, encode_verbalisations, paraphrase_items
 from kcs.kg import Fact
 from kcs.masking import MaskedLM
+from kcs.prefix import PrefixCache
 
 KG_SETS = ("targetkg", "controlkg")
 
 
+def _batches(n: int, batch_size: int):
+    for start in range(0, n, batch_size):
+        yield torch.arange(start, min(start + batch_size, n))
+
+
+def _check_prefix(lm: MaskedLM, prefix: PrefixCache | None, input_ids: torch.Tensor) -> None:
+    if prefix is None:
+        return
+    if prefix.first_block != lm.first_block:
+        raise ValueError(f"the prefix cache ends at block {prefix.first_block}, the mask starts at {lm.first_block}")
+    if not torch.equal(prefix.input_ids[: len(input_ids), : input_ids.shape[1]], input_ids):
+        raise ValueError("the prefix cache holds other rows than the data being evaluated")
+
+
 @torch.no_grad()
-def kg_statistics(lm: MaskedLM, view: str, enc: KGEncoding, batch_size: int) -> dict[str, torch.Tensor | float]:
-    device = next(lm.model.parameters()).device
-    nll_last, rank_last, batch_ppls = [], [], []
-    tail_nll_sum, tail_tokens = 0.0, 0
-    for start in range(0, len(enc), batch_size):
-        batch = enc.subset(slice(start, start + batch_size)).to(device)
-        logits = lm(view, stochastic=False, input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        rows = torch.arange(len(batch), device=device)
-        predicting = logits[rows, batch.last_index - 1].float()
+def kg_statistics(lm: MaskedLM, views: Sequence[str], enc: KGEncoding, batch_size: int,
+                  prefix: PrefixCache | None = None) -> dict[str, dict[str, torch.Tensor | float]]:
+    """Per view: the paper's KG perplexity, tail-token perplexity, NLL and rank of each fact.
+
+    Each batch runs the frozen prefix once (or takes it from `prefix`, whose first rows are
+    `enc`'s) and only the masked blocks per view.
+    """
+    _check_prefix(lm, prefix, enc.input_ids)
+    device = lm.device
+    acc = {view: {"nll": [], "rank": [], "batch_ppl": [], "tail_nll": 0.0, "tail_tokens": 0} for view in views}
+    for rows in _batches(len(enc), batch_size):
+        batch = enc.subset(rows).to(device)
+        inputs = (prefix.block_inputs(rows, batch.input_ids, batch.attention_mask) if prefix is not None
+                  else lm.lower(batch.input_ids, batch.attention_mask))
+        index = torch.arange(len(batch), device=device)
         gold = batch.gold_last()
-        log_probs = F.log_softmax(predicting, dim=-1)
-        nll = -log_probs[rows, gold]
-        rank = (predicting > predicting[rows, gold][:, None]).sum(dim=-1)
-        nll_last.append(nll.cpu())
-        rank_last.append(rank.cpu())
-        batch_ppls.append(math.exp(nll.mean().item()))
         labels = batch.tail_labels()[:, 1:]
-        token_nll = F.cross_entropy(
-            logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
-        )
-        tail_nll_sum += token_nll.item()
-        tail_tokens += int((labels != -100).sum())
-    nll_all = torch.cat(nll_last)
+        for view in views:
+            logits = lm.head(lm.upper(view, inputs, stochastic=False)).float()
+            predicting = logits[index, batch.last_index - 1]
+            nll = -F.log_softmax(predicting, dim=-1)[index, gold]
+            a = acc[view]
+            a["nll"].append(nll.cpu())
+            a["rank"].append((predicting > predicting[index, gold][:, None]).sum(dim=-1).cpu())
+            a["batch_ppl"].append(math.exp(nll.mean().item()))
+            a["tail_nll"] += F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                             ignore_index=-100, reduction="sum").item()
+            a["tail_tokens"] += int((labels != -100).sum())
     return {
-        "ppl": sum(batch_ppls) / len(batch_ppls),
-        "tail_ppl": math.exp(tail_nll_sum / tail_tokens),
-        "nll": nll_all,
-        "rank": torch.cat(rank_last).float(),
+        view: {
+            "ppl": sum(a["batch_ppl"]) / len(a["batch_ppl"]),
+            "tail_ppl": math.exp(a["tail_nll"] / a["tail_tokens"]),
+            "nll": torch.cat(a["nll"]),
+            "rank": torch.cat(a["rank"]).float(),
+        }
+        for view, a in acc.items()
     }
 
 
 @torch.no_grad()
-def lm_perplexity(lm: MaskedLM, view: str, blocks: torch.Tensor, batch_size: int = 8) -> float:
-    device = next(lm.model.parameters()).device
-    batch_ppls = []
-    for start in range(0, blocks.shape[0], batch_size):
-        ids = blocks[start:start + batch_size].to(device)
-        loss = lm(view, stochastic=False, input_ids=ids, labels=ids).loss
-        batch_ppls.append(math.exp(loss.item()))
-    return sum(batch_ppls) / len(batch_ppls)
+def lm_perplexity(lm: MaskedLM, views: Sequence[str], blocks: torch.Tensor, batch_size: int = 8,
+                  prefix: PrefixCache | None = None) -> dict[str, float]:
+    """Per view: mean over batches of exp(mean next-token NLL) over the text blocks."""
+    _check_prefix(lm, prefix, blocks)
+    device = lm.device
+    batch_ppls: dict[str, list[float]] = {view: [] for view in views}
+    for rows in _batches(blocks.shape[0], batch_size):
+        ids = blocks[rows].to(device)
+        inputs = prefix.block_inputs(rows, ids) if prefix is not None else lm.lower(ids)
+        for view in views:
+            logits = lm.head(lm.upper(view, inputs, stochastic=False)).float()
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+            batch_ppls[view].append(math.exp(loss.item()))
+    return {view: sum(values) / len(values) for view, values in batch_ppls.items()}
 
 
-def _kg_view_metrics(lm, view, facts, tokenizer, batch_size, where) -> dict:
-    stats = kg_statistics(lm, view, encode_verbalisations(facts, tokenizer, where), batch_size)
+def _kg_view_metrics(lm, views, facts, tokenizer, batch_size, where) -> dict[str, dict]:
+    stats = kg_statistics(lm, views, encode_verbalisations(facts, tokenizer, where), batch_size)
     out = {
-        "ppl": stats["ppl"],
-        "tail_ppl": stats["tail_ppl"],
-        "rank_mean": stats["rank"].mean().item(),
-        "logprob_mean": (-stats["nll"]).mean().item(),
-        "nll": stats["nll"].tolist(),
-        "rank": stats["rank"].tolist(),
+        view: {
+            "ppl": s["ppl"],
+            "tail_ppl": s["tail_ppl"],
+            "rank_mean": s["rank"].mean().item(),
+            "logprob_mean": (-s["nll"]).mean().item(),
+            "nll": s["nll"].tolist(),
+            "rank": s["rank"].tolist(),
+        }
+        for view, s in stats.items()
     }
     paraphrases = paraphrase_items(facts)
     if paraphrases:
-        para = kg_statistics(lm, view, encode_verbalisations(paraphrases, tokenizer, f"{where} paraphrases"), batch_size)
-        out["paraphrase_ppl"] = para["ppl"]
+        para = kg_statistics(lm, views, encode_verbalisations(paraphrases, tokenizer, f"{where} paraphrases"), batch_size)
+        for view in views:
+            out[view]["paraphrase_ppl"] = para[view]["ppl"]
     return out
 
 
 def evaluate_views(lm: MaskedLM, tokenizer, views: Sequence[str], kgs: dict[str, Sequence[Fact]],
                    text_blocks: torch.Tensor | None, kg_batch_size: int = 250, lm_batch_size: int = 8) -> dict:
-    """Raw metrics of each view on each KG and on the text: {view: {"targetkg": {...}, ..., "controllm": {...}}}."""
-    results: dict[str, dict] = {}
-    for view in views:
-        results[view] = {name: _kg_view_metrics(lm, view, facts, tokenizer, kg_batch_size, name) for name, facts in kgs.items()}
-        if text_blocks is not None:
-            results[view]["controllm"] = {"ppl": lm_perplexity(lm, view, text_blocks, lm_batch_size), "n_blocks": int(text_blocks.shape[0])}
+    """Raw metrics of each view on each KG and on the text: {view: {"targetkg": {...}, ..., "controllm": {...}}}.
+
+    All views are computed batch by batch, so the frozen prefix runs once per batch for all of them.
+    """
+    results: dict[str, dict] = {view: {} for view in views}
+    for name, facts in kgs.items():
+        for view, metrics in _kg_view_metrics(lm, views, facts, tokenizer, kg_batch_size, name).items():
+            results[view][name] = metrics
+    if text_blocks is not None:
+        for view, ppl in lm_perplexity(lm, views, text_blocks, lm_batch_size).items():
+            results[view]["controllm"] = {"ppl": ppl, "n_blocks": int(text_blocks.shape[0])}
     return results
 
 
@@ -132,10 +170,10 @@ def compare(full: dict, remaining: dict, facts: Sequence[Fact] | None = None, su
     return out
 
 
-def _inputs_fingerprint(targetkg, controlkg, controllm, config) -> dict:
+def _inputs_fingerprint(targetkg, controlkg, controllm, config, controlkg_test=None) -> dict:
     from kcs.provenance import file_sha256
 
-    return {
+    out = {
         "targetkg": file_sha256(targetkg),
         "controlkg": file_sha256(controlkg),
         "controllm": [file_sha256(p) for p in controllm],
@@ -143,37 +181,44 @@ def _inputs_fingerprint(targetkg, controlkg, controllm, config) -> dict:
         "eval_lm_batch_size": config.eval_lm_batch_size,
         "controllm_block_size": config.controllm_block_size,
     }
+    if controlkg_test is not None:  # only when given, so fingerprints without a test split stay as they were
+        out["controlkg_test"] = file_sha256(controlkg_test)
+    return out
 
 
-def _load_inputs(tokenizer, targetkg, controlkg, controllm, config):
+def _load_inputs(tokenizer, targetkg, controlkg, controllm, config, controlkg_test=None):
     from kcs.encoding import read_text_blocks
     from kcs.kg import read_kg
 
     kgs = {"targetkg": read_kg(targetkg), "controlkg": read_kg(controlkg)}
+    if controlkg_test is not None:
+        kgs["controlkg_test"] = read_kg(controlkg_test)
     text = read_text_blocks(controllm, tokenizer, config.controllm_block_size)
     return kgs, text
 
 
-def evaluate_full_model(model: str, targetkg, controlkg, controllm: Sequence, config, device=None) -> dict:
+def evaluate_full_model(model: str, targetkg, controlkg, controllm: Sequence, config, device=None,
+                        controlkg_test=None) -> dict:
     """Metrics of the unmasked model, computed once per (model, data) and reused by every mask."""
     from kcs.models import load_model
     from kcs.provenance import provenance
 
     lm_model, tokenizer = load_model(model, device=device)
     lm = MaskedLM(lm_model, None).eval()
-    kgs, text = _load_inputs(tokenizer, targetkg, controlkg, controllm, config)
+    kgs, text = _load_inputs(tokenizer, targetkg, controlkg, controllm, config, controlkg_test)
     raw = evaluate_views(lm, tokenizer, ["full"], kgs, text, config.eval_batch_size, config.eval_lm_batch_size)["full"]
     return {
         "kind": "full",
-        "inputs": _inputs_fingerprint(targetkg, controlkg, controllm, config),
+        "inputs": _inputs_fingerprint(targetkg, controlkg, controllm, config, controlkg_test),
         "raw": raw,
         "provenance": provenance(config=config.to_dict(), model=str(model)),
     }
 
 
 def evaluate_mask(model: str, mask_path, targetkg, controlkg, controllm: Sequence, config,
-                  full_metrics: dict | None = None, device=None) -> dict:
-    """The metrics file of one mask: sparsity and full vs remaining on TargetKG, ControlKG, ControlLM."""
+                  full_metrics: dict | None = None, device=None, controlkg_test=None) -> dict:
+    """The metrics file of one mask: sparsity and full vs remaining on TargetKG, ControlKG, ControlLM
+    (and on the held-out ControlKG test split, `controlkg_test`, when given)."""
     from kcs.errors import KcsError
     from kcs.maskfile import load_mask
     from kcs.models import load_model
@@ -182,23 +227,30 @@ def evaluate_mask(model: str, mask_path, targetkg, controlkg, controllm: Sequenc
     lm_model, tokenizer = load_model(model, device=device)
     mask = load_mask(mask_path, model=lm_model)
     lm = MaskedLM(lm_model, mask).eval()
-    kgs, text = _load_inputs(tokenizer, targetkg, controlkg, controllm, config)
-    fingerprint = _inputs_fingerprint(targetkg, controlkg, controllm, config)
+    kgs, text = _load_inputs(tokenizer, targetkg, controlkg, controllm, config, controlkg_test)
+    fingerprint = _inputs_fingerprint(targetkg, controlkg, controllm, config, controlkg_test)
     if full_metrics is not None:
-        if full_metrics.get("inputs") != fingerprint:
+        recorded = full_metrics.get("inputs") or {}
+        if recorded != fingerprint:
+            differing = sorted(k for k in recorded.keys() | fingerprint.keys() if recorded.get(k) != fingerprint.get(k))
             raise KcsError(
-                "the --full-metrics file was computed on other data or batch sizes than this evaluation; "
-                "recompute it with `kcs evaluate-full` on the same files and config"
+                f"the --full-metrics file was computed on other data or batch sizes than this evaluation "
+                f"(differing: {', '.join(differing)}); recompute it with `kcs evaluate-full` on the same files "
+                "(--controlkg-test included) and config"
             )
         full = full_metrics["raw"]
     else:
-        full = evaluate_views(lm, tokenizer, ["full"], kgs, text, config.eval_batch_size, config.eval_lm_batch_size)["full"]
-    views = evaluate_views(lm, tokenizer, ["remaining"], kgs, text, config.eval_batch_size, config.eval_lm_batch_size)
+        full = None  # computed below, in the same batches as the remaining model
+    views = evaluate_views(lm, tokenizer, ["full", "remaining"] if full_metrics is None else ["remaining"], kgs, text,
+                           config.eval_batch_size, config.eval_lm_batch_size)
     subnetwork = evaluate_views(lm, tokenizer, ["subnetwork"], {"targetkg": kgs["targetkg"]}, None, config.eval_batch_size)
     remaining = views["remaining"]
+    full = views["full"] if full is None else full
     result = dict(mask.sparsity_report())
     result["targetkg"] = compare(full["targetkg"], remaining["targetkg"], kgs["targetkg"], subnetwork["subnetwork"]["targetkg"])
     result["controlkg"] = compare(full["controlkg"], remaining["controlkg"])
+    if "controlkg_test" in kgs:
+        result["controlkg_test"] = compare(full["controlkg_test"], remaining["controlkg_test"])
     result["controllm"] = compare(full["controllm"], remaining["controllm"])
     result["per_fact"] = {"targetkg": result["targetkg"].pop("per_fact")}
     metadata = getattr(mask, "metadata", {})

@@ -23,6 +23,7 @@ from torch.func import functional_call
 
 from kcs.errors import KcsError
 from kcs.models import block_and_module, layout_for, maskable_parameters
+from kcs.prefix import BlockInputs, inputs_of_block, run_upper_blocks
 
 VIEWS = ("full", "remaining", "subnetwork")
 GRANULARITIES = ("weight", "neuron")
@@ -91,6 +92,7 @@ class WeightMask(nn.Module):
         self.granularity = granularity
         self.weight_in_out = weight_in_out
         self.temperature = temperature
+        self.noise_scale = 1.0  # set per step by the training schedule (kcs.objectives.noise_scale)
         init_logit = math.log(init_p / (1.0 - init_p))
         self.logits = nn.ParameterList(
             nn.Parameter(torch.full(logit_shape(info.weight_shape, granularity, weight_in_out), init_logit))
@@ -111,10 +113,12 @@ class WeightMask(nn.Module):
     # -- sampling -------------------------------------------------------------------------
     def _logits_plus_noise(self, index: int, stochastic: bool) -> torch.Tensor:
         logits = self.logits[index].detach()
-        if not stochastic:
+        if not stochastic or self.noise_scale == 0.0:
             return logits
-        # logistic noise: logit(u) = log u - log(1 - u), u ~ U(0, 1) (method-spec 1.4)
-        return logits + torch.rand_like(logits).logit_(_NOISE_EPS)
+        # logistic noise: logit(u) = log u - log(1 - u), u ~ U(0, 1) (method-spec 1.4), scaled by
+        # noise_scale (1 = the paper's; smaller = samples closer to the deterministic mask)
+        noise = torch.rand_like(logits).logit_(_NOISE_EPS)
+        return logits + (noise if self.noise_scale == 1.0 else noise.mul_(self.noise_scale))
 
     def sample(self, index: int, view: str, stochastic: bool) -> torch.Tensor:
         """The hard 0/1 multiplier of matrix `index` in `view` (no gradient; for inspection and tests)."""
@@ -190,13 +194,33 @@ class WeightMask(nn.Module):
         )
 
 
+class _UpperBlocks(nn.Module):
+    """The masked blocks and the final norm of a model, as one module `functional_call` can reparametrise."""
+
+    def __init__(self, model: nn.Module, first_block: int):
+        super().__init__()
+        self.model = model  # parameter names are "model." + the model's own
+        self.first_block = first_block
+
+    def forward(self, inputs: BlockInputs) -> torch.Tensor:
+        return run_upper_blocks(self.model, self.first_block, inputs)
+
+
 class MaskedLM(nn.Module):
-    """One frozen causal LM seen through a `WeightMask` in the full, remaining or subnetwork view."""
+    """One frozen causal LM seen through a `WeightMask` in the full, remaining or subnetwork view.
+
+    A forward pass has two parts: `lower` (embeddings and the blocks below the first masked one,
+    the same in every view, no gradient, cacheable: kcs.prefix) and `upper` (the masked blocks
+    with the view's weights, and the final norm).
+    """
 
     def __init__(self, model: nn.Module, mask: WeightMask | None):
         super().__init__()
         self.model = model
         self.mask = mask  # None: only the full view exists
+        self.first_block = 0 if mask is None else min(info.block for info in mask.infos.values())
+        # not a registered submodule: it only re-exposes the model's own blocks
+        self.__dict__["_upper"] = _UpperBlocks(model, self.first_block)
         if mask is None:
             self._weights = []
             return
@@ -205,6 +229,10 @@ class MaskedLM(nn.Module):
         if missing:
             raise KcsError(f"mask parameter '{missing[0]}' does not exist in the model")
         self._weights = [params[name] for name in mask.names]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     def effective_weights(self, view: str, stochastic: bool) -> dict[str, torch.Tensor]:
         if view == "full":
@@ -218,25 +246,41 @@ class MaskedLM(nn.Module):
             for i, (name, weight) in enumerate(zip(self.mask.names, self._weights))
         }
 
-    def logits_at(self, view: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
-                  stochastic: bool | None = None) -> torch.Tensor:
-        """Logits [N, V] at one position per row, without computing the LM head anywhere else.
+    def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> BlockInputs:
+        """What the first masked block receives (the frozen prefix; no gradient, same in every view)."""
+        return inputs_of_block(self.model, self.first_block, input_ids, attention_mask)
 
-        The KG terms need one distribution per sentence; running the backbone and applying the
-        (unmasked) output layer to the picked hidden states saves most of the head's work and memory.
+    def upper(self, view: str, inputs: BlockInputs, stochastic: bool | None = None) -> torch.Tensor:
+        """The last hidden state [B, T, d] of `view`, from the first masked block's inputs.
+
+        Each call draws its own mask sample when stochastic (default: self.training).
         """
         stochastic = self.training if stochastic is None else stochastic
-        backbone = self.model.base_model
-        prefix = self.model.base_model_prefix + "."
-        weights = {name.removeprefix(prefix): w for name, w in self.effective_weights(view, stochastic).items()}
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
-        hidden = (functional_call(backbone, weights, args=(), kwargs=inputs, strict=False) if weights
-                  else backbone(**inputs)).last_hidden_state
-        picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), positions]
-        return self.model.get_output_embeddings()(picked)
+        weights = self.effective_weights(view, stochastic)
+        if not weights:
+            return self._upper(inputs)
+        return functional_call(self._upper, {f"model.{name}": w for name, w in weights.items()}, args=(inputs,),
+                               strict=False)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The (never masked) output layer."""
+        return self.model.get_output_embeddings()(hidden)
+
+    def logits_at(self, view: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
+                  stochastic: bool | None = None, inputs: BlockInputs | None = None) -> torch.Tensor:
+        """Logits [N, V] at one position per row, without computing the LM head anywhere else.
+
+        The KG terms need one distribution per sentence; applying the output layer to the picked
+        hidden states only saves most of the head's work and memory. `inputs` (from a
+        kcs.prefix.PrefixCache) skips the frozen prefix.
+        """
+        inputs = self.lower(input_ids, attention_mask) if inputs is None else inputs
+        hidden = self.upper(view, inputs, stochastic)
+        return self.head(hidden[torch.arange(hidden.shape[0], device=hidden.device), positions])
 
     def forward(self, view: str, stochastic: bool | None = None, **inputs):
-        """Run the model in `view`; `stochastic` defaults to self.training (fresh noise per call)."""
+        """The whole Hugging Face model in `view` (outputs with .logits, .loss); kcs's own paths use
+        `lower` / `upper`, and the tests check them against this."""
         stochastic = self.training if stochastic is None else stochastic
         weights = self.effective_weights(view, stochastic)
         if not weights:

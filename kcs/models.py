@@ -25,13 +25,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Layout:
     blocks_path: str  # attribute path of the ModuleList of transformer blocks
+    final_norm: str  # attribute path of the norm applied after the last block
     matrices: tuple[str, ...]  # module paths inside a block whose `.weight` is masked
     weight_in_out: bool  # True: weight stored [in, out] (GPT-2 Conv1D); False: [out, in] (nn.Linear)
 
 
-_GPT2 = Layout("transformer.h", ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"), True)
+_GPT2 = Layout("transformer.h", "transformer.ln_f", ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"), True)
 _LLAMA = Layout(
     "model.layers",
+    "model.norm",
     (
         "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
         "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",

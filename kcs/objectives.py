@@ -43,3 +43,15 @@ def warmup_factor(step: int, total_steps: int, warmup_frac: float) -> float:
     if warmup <= 0 or step >= warmup:
         return 1.0
     return max(1e-10, (step + 1) / warmup)
+
+
+def noise_scale(step: int, total_steps: int, initial: float, final: float) -> float:
+    """Scale of the logistic sampling noise: linear from `initial` at step 0 to `final` at the last step.
+
+    The paper keeps it at 1. The hard sample 1[l + noise > 0] does not depend on the temperature
+    (which only scales the straight-through gradient), so shrinking the noise is what brings the
+    training samples towards the deterministic mask that is evaluated (docs/method.md).
+    """
+    if initial == final:
+        return initial
+    return initial + (final - initial) * step / max(total_steps - 1, 1)

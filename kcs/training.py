@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -31,7 +32,9 @@ from kcs.kg import read_kg
 from kcs.maskfile import save_mask
 from kcs.masking import MaskedLM, WeightMask
 from kcs.models import load_model, num_blocks, select_blocks
+from kcs.prefix import PrefixCache
 from kcs.provenance import file_sha256, provenance
+from kcs.reference import FullModelReference
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ LOG_COLUMNS = [
     "loss_expression", "loss_sparsity", "sparsity", "val_targetkg_ppl", "val_controlkg_ppl", "val_controllm_ppl",
 ]
 
-__all__ = ["TrainConfig", "train_mask", "mask_step", "seed_everything", "CyclingSampler", "ReferenceOutputs"]
+__all__ = ["TrainConfig", "train_mask", "mask_step", "seed_everything", "CyclingSampler", "TrainingData"]
 
 
 def seed_everything(seed: int) -> None:
@@ -85,47 +88,47 @@ class CyclingSampler:
         self.order, self.position = state["order"], state["position"]
 
 
-class ReferenceOutputs:
-    """The frozen full model's log-probabilities, computed once when they fit the cache budget.
+@dataclass
+class TrainingData:
+    """The fixed inputs of one run, with the frozen prefix and the full model's references cached.
 
-    They are computed up front in fixed chunks, so cached values never depend on the order in which
-    batches arrive (a resumed run sees exactly the same numbers).
+    Budgets: `prefix_cache_mb` for the hidden states entering the first masked block (kcs.prefix),
+    `reference_cache_mb` for the full model's last hidden states (kcs.reference); each set takes
+    what is left, in the order the training step uses them; what does not fit is recomputed.
     """
 
-    def __init__(self, lm: MaskedLM, budget_bytes: int):
-        self.lm, self.budget = lm, budget_bytes
-        self.kg_cache: torch.Tensor | None = None
-        self.text_cache: torch.Tensor | None = None
+    targetkg: KGEncoding
+    controlkg: KGEncoding
+    text: torch.Tensor  # [blocks, controllm_block_size] token ids
+    prefix: dict[str, PrefixCache]
+    reference: dict[str, FullModelReference]
 
-    @torch.no_grad()
-    def _kg(self, enc: KGEncoding, kl_position: str) -> torch.Tensor:
-        out = self.lm.logits_at("full", enc.input_ids, enc.attention_mask, enc.kl_index(kl_position))
-        return torch.log_softmax(out.float(), dim=-1)
+    @classmethod
+    def build(cls, lm: MaskedLM, config: TrainConfig, targetkg: KGEncoding, controlkg: KGEncoding,
+              text: torch.Tensor, controlkg_val: KGEncoding) -> "TrainingData":
+        left = config.prefix_cache_mb * 2**20
+        prefix = {}
+        for name, ids, att in (("targetkg", targetkg.input_ids, targetkg.attention_mask),
+                               ("controlkg", controlkg.input_ids, controlkg.attention_mask),
+                               ("controllm", text, None),
+                               ("controlkg_val", controlkg_val.input_ids, controlkg_val.attention_mask)):
+            prefix[name] = PrefixCache.for_lm(lm, ids, att, left)
+            left -= prefix[name].nbytes
+        left = config.reference_cache_mb * 2**20
+        reference = {}
+        if config.use_controlkg:
+            reference["controlkg"] = FullModelReference(lm, prefix["controlkg"], controlkg.kl_index(config.kg_kl_position), left)
+            left -= reference["controlkg"].nbytes
+        if config.use_controllm:
+            reference["controllm"] = FullModelReference(lm, prefix["controllm"], None, left)
+        return cls(targetkg, controlkg, text, prefix, reference)
 
-    @torch.no_grad()
-    def _text(self, ids: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(self.lm("full", input_ids=ids).logits.float(), dim=-1)
-
-    def prepare(self, controlkg: KGEncoding | None, kl_position: str, text: torch.Tensor | None, vocab: int, device) -> None:
-        used = 0
-        if controlkg is not None and len(controlkg) * vocab * 4 <= self.budget:
-            self.kg_cache = torch.cat([
-                self._kg(controlkg.subset(slice(s, s + 64)).to(device), kl_position)
-                for s in range(0, len(controlkg), 64)
-            ])
-            used += self.kg_cache.numel() * 4
-        if text is not None and used + text.numel() * vocab * 4 <= self.budget:
-            self.text_cache = torch.cat([self._text(text[s:s + 4].to(device)) for s in range(0, text.shape[0], 4)])
-
-    def controlkg(self, batch: KGEncoding, rows: torch.Tensor, kl_position: str) -> torch.Tensor:
-        if self.kg_cache is not None:
-            return self.kg_cache[rows.to(self.kg_cache.device)]
-        return self._kg(batch, kl_position)
-
-    def controllm(self, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        if self.text_cache is not None:
-            return self.text_cache[rows.to(self.text_cache.device)]
-        return self._text(ids)
+    def cache_report(self) -> dict:
+        """What was cached: rows cached of rows, and MB, per set (recorded in run.json)."""
+        report = {f"prefix/{k}": {"rows": c.n_cached, "of": len(c), "mb": round(c.nbytes / 2**20, 1)} for k, c in self.prefix.items()}
+        report.update({f"reference/{k}": {"rows": r.n_cached, "of": len(r.prefix), "mb": round(r.nbytes / 2**20, 1)}
+                       for k, r in self.reference.items()})
+        return report
 
 
 class TrainLog:
@@ -212,7 +215,6 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     mask = WeightMask.for_model(lm_model, blocks, config.granularity, config.init_p, config.temperature)
     lm = MaskedLM(lm_model, mask)
     optimiser = torch.optim.Adam(mask.parameters(), lr=config.lr)
-    vocab = lm_model.get_output_embeddings().weight.shape[0]
 
     target_facts = read_kg(targetkg)
     control_facts = read_kg(controlkg)
@@ -229,9 +231,8 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
         "controlkg": CyclingSampler(len(control_enc), config.controlkg_batch_size, seed + 2),
         "controllm": CyclingSampler(text.shape[0], config.controllm_batch_size, seed + 3),
     }
-    reference = ReferenceOutputs(lm, config.reference_cache_mb * 2**20)
-    reference.prepare(control_enc if config.use_controlkg else None, config.kg_kl_position,
-                      text if config.use_controllm else None, vocab, dev)
+    data = TrainingData.build(lm, config, target_enc, control_enc, text, val_enc)
+    log.info("caches: %s", data.cache_report())
 
     start_step = 0
     elapsed_before = 0.0
@@ -272,9 +273,12 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     def validate() -> dict:
         lm.eval()
         values = {
-            "val_targetkg_ppl": kg_statistics(lm, "remaining", target_enc, config.eval_batch_size)["ppl"],
-            "val_controlkg_ppl": kg_statistics(lm, "remaining", val_enc, config.eval_batch_size)["ppl"],
-            "val_controllm_ppl": lm_perplexity(lm, "remaining", val_text, config.eval_lm_batch_size),
+            "val_targetkg_ppl": kg_statistics(lm, ["remaining"], target_enc, config.eval_batch_size,
+                                              data.prefix["targetkg"])["remaining"]["ppl"],
+            "val_controlkg_ppl": kg_statistics(lm, ["remaining"], val_enc, config.eval_batch_size,
+                                               data.prefix["controlkg_val"])["remaining"]["ppl"],
+            "val_controllm_ppl": lm_perplexity(lm, ["remaining"], val_text, config.eval_lm_batch_size,
+                                               data.prefix["controllm"])["remaining"],
         }
         lm.train()
         return values
@@ -287,9 +291,7 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     for step_index in bar:
         step = step_index + 1
         t_step = time.perf_counter()
-        lr, lam_reg, terms, sparsity_term, total = mask_step(
-            lm, optimiser, config, samplers, reference, target_enc, control_enc, text, step_index
-        )
+        lr, lam_reg, terms, sparsity_term, total = mask_step(lm, optimiser, config, samplers, data, step_index)
         step_times.append(time.perf_counter() - t_step)
 
         row = {
@@ -311,7 +313,7 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     record = provenance(config=config.to_dict(), seed=seed, model=str(model), inputs=fingerprint,
                         blocks=blocks, granularity=config.granularity, steps=config.steps,
                         elapsed_s=elapsed, seconds_per_step_this_session=(sum(step_times) / len(step_times)) if step_times else None,
-                        final_sparsity=mask.sparsity(), device=str(dev))
+                        final_sparsity=mask.sparsity(), device=str(dev), caches=data.cache_report())
     save_mask(final_mask, mask, base_model=str(model), model_type=lm_model.config.model_type, provenance=record)
     write_json(out_dir / "run.json", record)
     (out_dir / "run_started.json").unlink(missing_ok=True)
@@ -319,16 +321,15 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
 
 
 def mask_step(lm: MaskedLM, optimiser: torch.optim.Optimizer, config: TrainConfig, samplers: dict,
-              reference: ReferenceOutputs, target_enc: KGEncoding, control_enc: KGEncoding, text: torch.Tensor,
-              step_index: int):
+              data: TrainingData, step_index: int):
     """One optimiser step on the mask logits; returns (lr, lambda_reg, loss terms, density, total loss)."""
-    dev = next(lm.model.parameters()).device
     lr = config.lr * objectives.warmup_factor(step_index, config.steps, config.warmup_frac)
     for group in optimiser.param_groups:
         group["lr"] = lr
     lam_reg = objectives.lambda_reg(step_index, config.steps, config.lambda_reg_init, config.lambda_reg_final)
+    lm.mask.noise_scale = objectives.noise_scale(step_index, config.steps, config.noise_scale_init, config.noise_scale_final)
     optimiser.zero_grad(set_to_none=True)
-    terms = _loss_terms(lm, config, samplers, reference, target_enc, control_enc, text, dev)
+    terms = _loss_terms(lm, config, samplers, data)
     density = lm.mask.expected_density()
     total = sum(terms.values()) + (lam_reg * density if config.use_sparsity else 0.0)
     total.backward()
@@ -336,30 +337,35 @@ def mask_step(lm: MaskedLM, optimiser: torch.optim.Optimizer, config: TrainConfi
     return lr, lam_reg, terms, density, total
 
 
-def _loss_terms(lm: MaskedLM, config: TrainConfig, samplers: dict, reference: ReferenceOutputs,
-                target_enc: KGEncoding, control_enc: KGEncoding, text: torch.Tensor, dev) -> dict[str, torch.Tensor]:
-    """Each term runs its own forward pass, so each draws its own mask sample (method-spec 1.4)."""
+def _loss_terms(lm: MaskedLM, config: TrainConfig, samplers: dict, data: TrainingData) -> dict[str, torch.Tensor]:
+    """Each term runs its own forward pass of the masked blocks, so each draws its own mask sample
+    (method-spec 1.4); the frozen prefix below them comes from the caches."""
+    dev = lm.device
     terms: dict[str, torch.Tensor] = {}
     if config.use_targetkg or config.use_expression:
         rows = samplers["targetkg"].next()
-        batch = target_enc.subset(rows).to(dev)
+        batch = data.targetkg.subset(rows).to(dev)
+        inputs = data.prefix["targetkg"].block_inputs(rows, batch.input_ids, batch.attention_mask)
         if config.use_targetkg:
-            logits = lm.logits_at("remaining", batch.input_ids, batch.attention_mask, batch.kl_index(config.kg_kl_position))
+            logits = lm.logits_at("remaining", batch.input_ids, batch.attention_mask,
+                                  batch.kl_index(config.kg_kl_position), inputs=inputs)
             terms["targetkg"] = config.lambda_targetkg * objectives.suppression_kl(logits)
         if config.use_expression:
-            logits = lm.logits_at("subnetwork", batch.input_ids, batch.attention_mask, batch.last_index - 1)
+            logits = lm.logits_at("subnetwork", batch.input_ids, batch.attention_mask, batch.last_index - 1, inputs=inputs)
             terms["expression"] = config.lambda_expression * objectives.expression_loss(logits, batch.gold_last())
     if config.use_controlkg:
         rows = samplers["controlkg"].next()
-        batch = control_enc.subset(rows).to(dev)
-        target = reference.controlkg(batch, rows, config.kg_kl_position)
-        logits = lm.logits_at("remaining", batch.input_ids, batch.attention_mask, batch.kl_index(config.kg_kl_position))
+        batch = data.controlkg.subset(rows).to(dev)
+        inputs = data.prefix["controlkg"].block_inputs(rows, batch.input_ids, batch.attention_mask)
+        target = data.reference["controlkg"].log_probs(rows)
+        logits = lm.logits_at("remaining", batch.input_ids, batch.attention_mask,
+                              batch.kl_index(config.kg_kl_position), inputs=inputs)
         terms["controlkg"] = config.lambda_controlkg * objectives.maintenance_kl(target, logits)
     if config.use_controllm:
         rows = samplers["controllm"].next()
-        ids = text[rows].to(dev)
-        target = reference.controllm(ids, rows)
-        logits = lm("remaining", input_ids=ids).logits
+        ids = data.text[rows].to(dev)
+        target = data.reference["controllm"].log_probs(rows)
+        logits = lm.head(lm.upper("remaining", data.prefix["controllm"].block_inputs(rows, ids)))
         terms["controllm"] = config.lambda_controllm * objectives.maintenance_kl(
             target.reshape(-1, target.shape[-1]), logits.reshape(-1, logits.shape[-1])
         )

@@ -291,13 +291,26 @@ def get_training_data(wildcards):
 
 
 def get_evaluation_data(wildcards):
-    """Evaluation data: the TargetKG itself, the ControlKG's validation split, the ControlLM test text."""
+    """Evaluation data: the TargetKG itself, the ControlKG's validation split (and its held-out test
+    split where it has one), the ControlLM test text."""
     controlkg = get_controlkg_name(wildcards)
-    return {
+    data = {
         "targetkg": targetkg_file(wildcards.model, wildcards.kg),
         "controlkg": controlkg_file(wildcards.model, controlkg, "val"),
         "controllm": _fill(CONTROLLM, split="test"),
     }
+    if controlkg_has_test(controlkg):
+        data["controlkg_test"] = controlkg_file(wildcards.model, controlkg, "test")
+    return data
+
+
+def get_controlkg_test_arg(wildcards, input):
+    """' --controlkg-test FILE', or '' (the command is then exactly as without a test split)."""
+    return (
+        f" --controlkg-test {input.controlkg_test}"
+        if "controlkg_test" in input.keys()
+        else ""
+    )
 
 
 def get_mask_to_evaluate(wildcards):
@@ -545,6 +558,18 @@ def targetkg_file(model, kg):
     return _fill(TARGETKG, model=model, kg=kg)
 
 
+def controlkg_has_test(controlkg):
+    """A held-out test split (evaluation only): sampled (wordnet test_size > 0) or given (triplets test)."""
+    entry = CONTROLKGS[controlkg]
+    if "wordnet" in entry:
+        return entry["wordnet"].get("test_size", 0) > 0
+    return "test" in entry.get("triplets", {})
+
+
+def wordnet_controlkgs_with_test():
+    return [n for n in controlkgs_of_kind("wordnet") if controlkg_has_test(n)]
+
+
 def controlkg_triplets(controlkg, split):
     entry = CONTROLKGS[controlkg]
     if "triplets" in entry:
@@ -578,6 +603,10 @@ def get_wordnet_controlkg_inputs(wildcards):
 def get_controlkg_sizes(wildcards):
     wordnet = CONTROLKGS[wildcards.controlkg]["wordnet"]
     return f"--train-size {wordnet['train_size']} --val-size {wordnet['val_size']} --seed {wordnet.get('seed', 0)}"
+
+
+def get_controlkg_test_size(wildcards):
+    return CONTROLKGS[wildcards.controlkg]["wordnet"]["test_size"]
 
 
 def get_wordnet_sample_args(wildcards):
@@ -654,12 +683,17 @@ def get_data_benchmark_files():
     for model, kg in kg_file_uses():
         if targetkg_file(model, kg) == _fill(TARGETKG, model=model, kg=kg):
             files.append(f"{BENCHMARKS}/verbalise_targetkg/{model}/{kg}.tsv")
+    evaluated = {(m, TARGETKGS[k]["controlkg"]) for m, k, _, _, _ in evaluations()}
     for model, controlkg in trained:
-        if "paper" not in CONTROLKGS[controlkg]:
-            files += [
-                f"{BENCHMARKS}/verbalise_controlkg/{model}/{controlkg}.{split}.tsv"
-                for split in ("train", "val")
-            ]
+        if "paper" in CONTROLKGS[controlkg]:
+            continue
+        splits = ["train", "val"]
+        if controlkg_has_test(controlkg) and (model, controlkg) in evaluated:
+            splits.append("test")  # only the evaluation reads it
+        files += [
+            f"{BENCHMARKS}/verbalise_controlkg/{model}/{controlkg}.{split}.tsv"
+            for split in splits
+        ]
     return files
 
 

@@ -69,6 +69,28 @@ rule wordnet_controlkg:
         " --out-train {output.train} --out-val {output.val} > {log} 2>&1"
 
 
+rule wordnet_controlkg_test:
+    # The held-out test split (test_size > 0): the same draw, continued after train and validation,
+    # so it shares no head with them. Its own rule, so adding a test split leaves the training data
+    # (and every mask trained on it) up to date; only the final evaluation reads it.
+    input:
+        unpack(get_wordnet_controlkg_inputs),
+    output:
+        _fill(CONTROLKG_TRIPLETS, controlkg="{controlkg}", split="test"),
+    log:
+        f"{LOGS}/wordnet_controlkg/{{controlkg}}.test.log",
+    wildcard_constraints:
+        controlkg=_alternatives(wordnet_controlkgs_with_test()),
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        sizes=get_controlkg_sizes,
+        test_size=get_controlkg_test_size,
+    shell:
+        "kcs data wordnet-controlkg --exclude {input.exclude} {params.sizes} --test-size {params.test_size}"
+        " --wordnet-dir {input.wordnet} --out-test {output} > {log} 2>&1"
+
+
 rule verbalise_targetkg:
     # The lowest-perplexity template per fact under the model being studied.
     input:
@@ -102,7 +124,7 @@ rule verbalise_controlkg:
     benchmark:
         f"{BENCHMARKS}/verbalise_controlkg/{{model}}/{{controlkg}}.{{split}}.tsv"
     wildcard_constraints:
-        split="train|val",
+        split="train|val|test",
     conda:
         "../envs/kcs.yaml"
     threads: get_model_threads

@@ -1,5 +1,7 @@
 # Evaluation: the full model once per (model, TargetKG), then every mask (learned and random)
-# against it: sparsity and TargetKG / ControlKG / ControlLM perplexities (method-spec 4).
+# against it: sparsity and TargetKG / ControlKG / ControlLM perplexities (method-spec 4). The
+# ControlKG is its validation split, plus its held-out test split where it has one (controlkg_test
+# in the metrics: facts that neither training nor any choice of recipe has seen).
 
 
 rule evaluation_config:
@@ -34,9 +36,11 @@ rule evaluate_full:
     resources:
         mem_mb=get_model_mem_mb,
         runtime=get_model_runtime,
+    params:
+        controlkg_test=get_controlkg_test_arg,
     shell:
         "kcs evaluate-full --model {input.model} --targetkg {input.targetkg} --controlkg {input.controlkg}"
-        " --controllm {input.controllm} --config {input.config} --out {output} > {log} 2>&1"
+        "{params.controlkg_test} --controllm {input.controllm} --config {input.config} --out {output} > {log} 2>&1"
 
 
 rule evaluate_mask:
@@ -58,7 +62,9 @@ rule evaluate_mask:
     resources:
         mem_mb=get_model_mem_mb,
         runtime=get_model_runtime,
+    params:
+        controlkg_test=get_controlkg_test_arg,
     shell:
         "kcs evaluate --model {input.model} --mask {input.mask} --targetkg {input.targetkg}"
-        " --controlkg {input.controlkg} --controllm {input.controllm} --config {input.config}"
+        " --controlkg {input.controlkg}{params.controlkg_test} --controllm {input.controllm} --config {input.config}"
         " --full-metrics {input.full} --out {output} > {log} 2>&1"

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from core_fixtures import tiny_data, tiny_gpt2_dir, write_jsonl  # noqa: F401
+from core_fixtures import ANIMALS, KINDS, fact, tiny_data, tiny_gpt2_dir, write_jsonl  # noqa: F401
 from kcs.baselines import combine, jaccard, random_like
 from kcs.maskfile import load_mask, save_mask
 from kcs.masking import WeightMask
@@ -72,6 +72,7 @@ def test_evaluate_remove_and_random_mask_cli(learned_like_mask, tiny_gpt2_dir, t
         assert m1[part]["delta_ppl"] == pytest.approx(m1[part]["ppl_remaining"] - m1[part]["ppl_full"])
     assert m1["sparsity"] == pytest.approx(mask.sparsity())
     assert m1["targetkg"]["n"] == 4 and len(m1["per_fact"]["targetkg"]) == 4
+    assert "controlkg_test" not in m1 and "ControlKG (test)" not in direct.stdout  # no test split given
     assert m1["provenance"]["versions"]["torch"] and m1["provenance"]["config"]["eval_batch_size"] == 3
 
     # the removed model is an ordinary HF folder whose outputs equal the remaining view
@@ -88,6 +89,45 @@ def test_evaluate_remove_and_random_mask_cli(learned_like_mask, tiny_gpt2_dir, t
     rnd = _kcs("random-mask", "--like", mask_path, "--seed", 3, "--out", tmp_path / "random.safetensors")
     assert rnd.returncode == 0, rnd.stderr
     assert load_mask(tmp_path / "random.safetensors").sparsity() == pytest.approx(mask.sparsity())
+
+
+def test_evaluate_reports_the_held_out_controlkg_test_split(learned_like_mask, tiny_gpt2_dir, tiny_data, tmp_path):
+    from kcs.provenance import file_sha256
+
+    _, mask = learned_like_mask
+    mask_path = tmp_path / "mask.safetensors"
+    save_mask(mask_path, mask, base_model=str(tiny_gpt2_dir), model_type="gpt2")
+    config = tmp_path / "eval.yaml"
+    config.write_text("controllm_block_size: 32\neval_batch_size: 3\n")
+    held_out = write_jsonl(tmp_path / "control_test.jsonl", [fact(a, KINDS[(i + 2) % 6]) for i, a in enumerate(ANIMALS[:5])])
+    data = ["--targetkg", tiny_data["targetkg"], "--controlkg", tiny_data["controlkg"], "--controllm", tiny_data["text"],
+            "--config", config]
+    full = _kcs("evaluate-full", "--model", tiny_gpt2_dir, *data, "--controlkg-test", held_out, "--out", tmp_path / "full.json")
+    assert full.returncode == 0, full.stderr
+    assert "ControlKG (test) ppl" in full.stdout
+    full_metrics = json.loads((tmp_path / "full.json").read_text())
+    assert len(full_metrics["raw"]["controlkg_test"]["nll"]) == 5
+    assert full_metrics["inputs"]["controlkg_test"] == file_sha256(held_out)  # part of the fingerprint
+
+    direct = _kcs("evaluate", "--model", tiny_gpt2_dir, "--mask", mask_path, *data, "--controlkg-test", held_out,
+                  "--out", tmp_path / "m1.json")
+    reused = _kcs("evaluate", "--model", tiny_gpt2_dir, "--mask", mask_path, *data, "--controlkg-test", held_out,
+                  "--full-metrics", tmp_path / "full.json", "--out", tmp_path / "m2.json")
+    assert direct.returncode == 0 and reused.returncode == 0, direct.stderr + reused.stderr
+    assert "ControlKG (test) ppl" in direct.stdout
+    m1, m2 = (json.loads((tmp_path / f).read_text()) for f in ("m1.json", "m2.json"))
+    test, control = m1["controlkg_test"], m1["controlkg"]
+    assert set(test) == set(control) and test["n"] == 5 and control["n"] == 8  # shaped like controlkg, its own facts
+    assert test["ppl_full"] != pytest.approx(control["ppl_full"])
+    assert test["delta_ppl"] == pytest.approx(test["ppl_remaining"] - test["ppl_full"])
+    for key in ("ppl_full", "ppl_remaining"):
+        assert m2["controlkg_test"][key] == pytest.approx(test[key], rel=1e-6)
+
+    # full-model numbers computed with a test split do not fit an evaluation without one
+    stale = _kcs("evaluate", "--model", tiny_gpt2_dir, "--mask", mask_path, *data,
+                 "--full-metrics", tmp_path / "full.json", "--out", tmp_path / "m3.json")
+    assert stale.returncode == 2 and "differing: controlkg_test" in stale.stderr
+    assert not (tmp_path / "m3.json").exists()
 
 
 def test_bad_inputs_exit_2_with_a_clear_message_and_no_output(tiny_gpt2_dir, tiny_data, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -120,15 +121,41 @@ def test_too_large_a_sample_is_an_error(wn):
 def test_controlkg_avoids_every_targetkg_synset(wn):
     targets = [wordnet_mod.sample_neighbourhood(wn, root, size=12, seed=0) for root in WORDNET_ROOTS]
     exclude = set().union(*(wordnet_mod.synsets_of(t) for t in targets))
-    train, val = wordnet_mod.sample_controlkg(wn, exclude, train_size=300, val_size=50, seed=1)
-    assert len(train) == 300 and len(val) == 50
+    train, val, test = wordnet_mod.sample_controlkg(wn, exclude, train_size=300, val_size=50, seed=1)
+    assert len(train) == 300 and len(val) == 50 and test == []
     assert not wordnet_mod.synsets_of(train + val) & exclude
     heads = [h for h, _ in train + val]
     assert len(set(heads)) == len(heads)  # distinct heads, so train and val are disjoint
     for head, tail in train[:40] + val:
         assert wn.synset(tail) in wn.synset(head).hypernyms() and head.split(".")[-2] == "n"
-    again_train, again_val = wordnet_mod.sample_controlkg(wn, exclude, train_size=100, val_size=50, seed=1)
+    again_train, again_val, _ = wordnet_mod.sample_controlkg(wn, exclude, train_size=100, val_size=50, seed=1)
     assert again_val == val  # the validation rows do not depend on the train size
+
+
+def test_controlkg_test_split_is_held_out_and_changes_nothing_else(wn):
+    targets = [wordnet_mod.sample_neighbourhood(wn, root, size=12, seed=0) for root in WORDNET_ROOTS]
+    exclude = set().union(*(wordnet_mod.synsets_of(t) for t in targets))
+    train, val, _ = wordnet_mod.sample_controlkg(wn, exclude, train_size=200, val_size=50, seed=3)
+    with_test = wordnet_mod.sample_controlkg(wn, exclude, train_size=200, val_size=50, test_size=120, seed=3)
+    assert with_test[:2] == (train, val)  # adding a test split leaves the training and validation data alone
+    test = with_test[2]
+    assert len(test) == 120 and len(set(test)) == 120
+    test_heads = {h for h, _ in test}
+    assert len(test_heads) == 120 and not test_heads & {h for h, _ in train + val}  # no shared head, so no shared edge
+    assert not wordnet_mod.synsets_of(test) & exclude  # nothing of the TargetKGs either
+    for head, tail in test[:30]:
+        assert wn.synset(tail) in wn.synset(head).hypernyms() and head.split(".")[-2] == "n"
+    other_seed = wordnet_mod.sample_controlkg(wn, exclude, train_size=200, val_size=50, test_size=120, seed=4)[2]
+    assert other_seed != test
+
+
+@pytest.mark.parametrize("sizes, message", [
+    (dict(test_size=-1), "--test-size must be >= 0"),
+    (dict(test_size=10 ** 6), r"lower --train-size/--val-size/--test-size \(asked 10 \+ 5 \+ 1000000"),
+])
+def test_bad_controlkg_sizes_name_the_option(wn, sizes, message):
+    with pytest.raises(KcsError, match=message):
+        wordnet_mod.sample_controlkg(wn, set(), **{"train_size": 10, "val_size": 5, **sizes})
 
 
 def test_sample_and_controlkg_commands(tmp_path, wordnet_dir):
@@ -139,13 +166,39 @@ def test_sample_and_controlkg_commands(tmp_path, wordnet_dir):
     assert len(rows) == 11 and rows[0] == {"head": "building.n.01", "relation": "IsA", "tail": "structure.n.01",
                                            "source": "wordnet:building.n.01"}
     assert json.loads((tmp_path / "T.jsonl.provenance.json").read_text())["seed"] == 0
-    train, val = tmp_path / "C.train.jsonl", tmp_path / "C.val.jsonl"
+    train, val, test = tmp_path / "C.train.jsonl", tmp_path / "C.val.jsonl", tmp_path / "C.test.jsonl"
     assert run_cli("wordnet-controlkg", "--exclude", target, "--train-size", "60", "--val-size", "20", "--seed", "0",
                    "--out-train", train, "--out-val", val, "--wordnet-dir", wordnet_dir) == 0
     target_synsets = {r["head"] for r in rows} | {r["tail"] for r in rows}
     control = [json.loads(line) for path in (train, val) for line in path.read_text().splitlines()]
     assert len(control) == 80
     assert not target_synsets & ({r["head"] for r in control} | {r["tail"] for r in control})
+    # the test split alone (as the pipeline writes it): the same draw, continued
+    assert run_cli("wordnet-controlkg", "--exclude", target, "--train-size", "60", "--val-size", "20", "--seed", "0",
+                   "--test-size", "15", "--out-test", test, "--wordnet-dir", wordnet_dir) == 0
+    held_out = [json.loads(line) for line in test.read_text().splitlines()]
+    assert len(held_out) == 15 and {r["source"] for r in held_out} == {"wordnet:controlkg-test"}
+    assert not {r["head"] for r in held_out} & {r["head"] for r in control}
+    assert not target_synsets & ({r["head"] for r in held_out} | {r["tail"] for r in held_out})
+    provenance = json.loads((tmp_path / "C.test.jsonl.provenance.json").read_text())
+    assert (provenance["split"], provenance["size"], provenance["test_size"]) == ("test", 15, 15)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--test-size", "-2", "--out-test", "te.jsonl"], "--test-size must be >= 0"),
+    (["--test-size", "5"], "--test-size N .* and --out-test FILE go together"),
+    (["--out-test", "te.jsonl"], "--test-size N .* and --out-test FILE go together"),
+    (["--test-size", "900000", "--out-test", "te.jsonl"], "lower --train-size/--val-size/--test-size"),
+])
+def test_controlkg_test_options_are_checked(tmp_path, wordnet_dir, capsys, args, message):
+    target = tmp_path / "T.tsv"
+    target.write_text("building.n.01\tIsA\tstructure.n.01\n")
+    code = run_cli("wordnet-controlkg", "--exclude", target, "--train-size", "5", "--val-size", "5",
+                   "--out-train", tmp_path / "tr.jsonl", "--out-val", tmp_path / "va.jsonl",
+                   *[tmp_path / a if a.endswith(".jsonl") else a for a in args], "--wordnet-dir", wordnet_dir)
+    assert code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert leftovers(tmp_path) == ["T.tsv"]  # no split written
 
 
 def test_controlkg_with_a_bad_exclude_file_writes_nothing(tmp_path, wordnet_dir, capsys):

@@ -137,6 +137,16 @@ def test_tables_and_delta_figure_through_the_cli(tmp_path, monkeypatch, capsys):
     assert Path("t.md").read_text().count("\n| gpt2 |") == 2 and "\\bottomrule" in Path("t.tex").read_text()
     assert kcs_main(["report", "delta-figure", "--runs", "runs.csv", "--out", "delta.png"]) == 0
     assert Path("delta.png").read_bytes()[:8] == PNG_MAGIC
+    # the ControlKG test split has its own bars where the metrics have it, and only there
+    from kcs.reporting import figures
+
+    runs = pd.read_csv("runs.csv")
+    shown = []
+    monkeypatch.setattr(figures, "save", lambda fig, out: shown.append(
+        [t.get_text() for t in fig.axes[0].get_xticklabels()]))
+    figures.delta_figure(runs, "unused.png")
+    figures.delta_figure(runs.assign(controlkg_test_relative_delta_ppl=0.1), "unused.png")
+    assert shown == [["TargetKG", "ControlKG", "ControlLM"], ["TargetKG", "ControlKG", "ControlKG (test)", "ControlLM"]]
     # a user error is a clean exit 2 naming the problem
     assert kcs_main(["report", "main-table", "--runs", "missing.csv", "--csv", "x.csv"]) == 2
     assert "missing.csv: runs table not found" in capsys.readouterr().err

@@ -127,6 +127,29 @@ def test_single_run_has_no_std(runs):
     assert "| 1 | 98.10% |" in to_markdown(summary)
 
 
+def test_controlkg_test_split_is_its_own_dataset_when_the_metrics_have_it(runs, tmp_path):
+    # metrics without a test split: no such column anywhere
+    assert not [c for c in runs.columns if c.startswith("controlkg_test")]
+    assert "ControlKG (test)" not in to_markdown(main_table(runs)) + to_latex(kg_table(runs))
+    files = []
+    for seed, held_out in ((1, (20.0, 24.0)), (2, (20.0, 26.0))):
+        data = metrics(0.98, (10, 40), (20, 20.5), (30, 30.3))
+        data["controlkg_test"] = dict(data["controlkg"], ppl_full=held_out[0], ppl_remaining=held_out[1],
+                                      delta_ppl=held_out[1] - held_out[0], relative_delta_ppl=held_out[1] / held_out[0] - 1)
+        files.append(write_run(tmp_path / "t", "small", "building", "default", seed, "learned", data).as_posix())
+    tested = collect_metrics(files, str(tmp_path / "t" / LAYOUT))
+    assert tested["controlkg_test_ppl_remaining"].tolist() == [24.0, 26.0]
+    summary = main_table(tested)
+    row = summary.frame.iloc[0]
+    assert row["controlkg_test_ppl_remaining_mean"] == pytest.approx(25.0)
+    assert row["controlkg_test_relative_delta_ppl_mean"] == pytest.approx(0.25)
+    assert row["controlkg_ppl_remaining_mean"] == pytest.approx(20.5)  # the validation split stays apart
+    markdown = to_markdown(summary)
+    assert "ControlKG (test) PPL remaining" in markdown and "25.00 ± 1.41" in markdown
+    assert "\\multicolumn{4}{c}{ControlKG (test)}" in to_latex(summary)
+    assert kg_table(tested).frame.iloc[0]["controlkg_test_relative_delta_ppl_mean"] == pytest.approx(0.25)
+
+
 def test_metrics_file_errors_name_the_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bad = write_run(Path("."), "m", "k", "default", 1, "learned", {"sparsity": 0.9})

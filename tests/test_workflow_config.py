@@ -148,6 +148,7 @@ def test_paper_dry_run_lists_the_expected_jobs_in_seconds(tmp_path):
     assert {rule: counts.get(rule, 0) for rule in expected} == expected
     # 4 GPT-2 sizes x 10 TargetKGs x 3 seeds + 7 ablations x 10 x 3 on GPT-2 small + 3 for CommonsenseQA
     assert counts["train_mask"] == 333 and counts["evaluate_mask"] == 450
+    assert counts["wordnet_controlkg_test"] == 1  # the WordNet ControlKG's held-out test split
     assert seconds < 60, f"the paper dry run took {seconds:.0f} s"
 
 
@@ -164,14 +165,48 @@ def test_adding_a_targetkg_is_one_config_entry(tmp_path):
     assert after["paper_kg"] == before["paper_kg"] + 1
 
 
+def _shell_commands(dry_run_output: str, command: str) -> list[str]:
+    return [line for line in dry_run_output.splitlines() if line.startswith(f"Shell command: {command} ")]
+
+
 def test_demo_dry_run(tmp_path):
     workdir = prepare_workdir(tmp_path)
-    result = run_snakemake(workdir, "-n", "--quiet", "rules", "--configfile", str(DEMO_CONFIG), timeout_s=120)
+    result = run_snakemake(workdir, "-n", "-p", "--configfile", str(DEMO_CONFIG), timeout_s=120)
     counts = job_counts(result.stdout)
     config = load_config(DEMO_CONFIG)
     runs = len(config["models"]) * len(config["targetkgs"]) * len(config["seeds"])
     assert counts["prepare_model_smollm2"] == 1
     assert counts["train_mask"] >= runs and counts["evaluate_mask"] >= 2 * runs
+    # the WordNet ControlKG's held-out test split: sampled apart, verbalised, given to every evaluation
+    assert config["controlkgs"][0]["wordnet"]["test_size"] == 200
+    assert counts["wordnet_controlkg"] == 1 and counts["wordnet_controlkg_test"] == 1
+    assert counts["verbalise_controlkg"] == 3 * len(config["models"])  # train, val, test
+    test_file = "results/demo/data/SmolLM2-135M/controlkg/wordnet/test.jsonl"
+    evaluations = _shell_commands(result.stdout, "kcs evaluate") + _shell_commands(result.stdout, "kcs evaluate-full")
+    assert len(evaluations) == counts["evaluate_mask"] + counts["evaluate_full"]
+    assert all(f"--controlkg-test {test_file}" in command for command in evaluations)
+    [sampling] = [c for c in _shell_commands(result.stdout, "kcs data wordnet-controlkg") if "--out-test" in c]
+    assert "--train-size 100 --val-size 50 --seed 0 --test-size 200" in sampling and "--out-train" not in sampling
+    training = _shell_commands(result.stdout, "kcs train")
+    assert training and not [c for c in training if "test.jsonl" in c]  # training never reads it
+
+
+def test_a_controlkg_without_test_split_adds_nothing(tmp_path):
+    config = copy.deepcopy(load_config(DEMO_CONFIG))
+    del config["controlkgs"][0]["wordnet"]["test_size"]
+    result = _dry_run(tmp_path, config, "-p")
+    counts = job_counts(result.stdout)
+    assert "wordnet_controlkg_test" not in counts and counts["verbalise_controlkg"] == 2
+    assert not [c for c in _shell_commands(result.stdout, "kcs evaluate") if "--controlkg-test" in c]
+
+
+def test_paper_wordnet_controlkg_has_a_test_split_and_its_size_is_checked():
+    config = load_config(PAPER_CONFIG)
+    wordnet = next(c for c in config["controlkgs"] if c["name"] == "wordnet")["wordnet"]
+    assert (wordnet["train_size"], wordnet["val_size"], wordnet["test_size"]) == (4400, 50, 500)
+    wordnet["test_size"] = -1
+    errors = list(validator().iter_errors(config))
+    assert errors and any("test_size" in e.json_path for e in errors), [e.message for e in errors]
 
 
 def _job_blocks(dry_run_output: str, rule: str) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from workflow_fixtures import load_config, run_snakemake, smoke_run  # noqa: F401  (smoke_run: fixture)
@@ -45,7 +47,28 @@ def test_full_model_is_evaluated_once_per_model_and_targetkg(smoke_run):
     assert full == sorted(f"full_model/{m['name']}/{k}.json" for m in SMOKE["models"] for k in ("fruit", "swimming"))
     runs = smoke_run.table("runs")
     # every seed, variant and method of a (model, TargetKG) reuses the same full-model numbers
-    assert (runs.groupby(["model", "kg"])[["targetkg_ppl_full", "controllm_ppl_full"]].nunique() == 1).all().all()
+    assert (runs.groupby(["model", "kg"])[["targetkg_ppl_full", "controllm_ppl_full", "controlkg_test_ppl_full"]]
+            .nunique() == 1).all().all()
+
+
+def test_every_mask_is_evaluated_on_the_held_out_controlkg_test_split(smoke_run):
+    test_facts = len((smoke_run.workdir / SMOKE["controlkgs"][0]["triplets"]["test"]).read_text().splitlines())
+    runs = smoke_run.table("runs")
+    assert set(runs["method"]) == {"learned", "random"} and len(set(runs["variant"])) == 2
+    assert runs["controlkg_test_ppl_remaining"].notna().all() and (runs["controlkg_test_n"] == test_facts).all()
+    assert (runs["controlkg_test_n"] != runs["controlkg_n"]).all()  # its own facts, not the validation split's
+    metrics = json.loads((smoke_run.results / "metrics/tiny-gpt2/fruit/default/seed1/random.json").read_text())
+    assert set(metrics["controlkg_test"]) == set(metrics["controlkg"])
+    for name in ("main", "kgs"):
+        table = smoke_run.table(name)
+        assert table["controlkg_test_ppl_remaining_mean"].notna().all(), name
+        assert "ControlKG (test) PPL remaining" in (smoke_run.results / "tables" / f"{name}.md").read_text(), name
+    # what training read (its command line, recorded in the mask): never the test split
+    learned = sorted((smoke_run.results / "metrics").rglob("learned.json"))
+    assert learned
+    for path in learned:
+        recorded = json.dumps(json.loads(path.read_text())["provenance"]["mask_provenance"])
+        assert "--controlkg-val" in recorded and "test.jsonl" not in recorded, path
 
 
 def test_compute_cost_covers_the_heavy_steps(smoke_run):

@@ -7,6 +7,7 @@ triplet and text outputs, a `<out>.provenance.json` beside it. Details: docs/dat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shutil
 from pathlib import Path
@@ -26,8 +27,8 @@ text / tasks:  controllm (ControlLM text), csqa (CommonsenseQA questions)
 
 example (WordNet, offline):
   kcs data sample-wordnet --root building.n.01 --size 11 --seed 0 --out T.triplets.jsonl
-  kcs data wordnet-controlkg --exclude T.triplets.jsonl --train-size 400 --val-size 50 \\
-      --out-train C.train.triplets.jsonl --out-val C.val.triplets.jsonl
+  kcs data wordnet-controlkg --exclude T.triplets.jsonl --train-size 400 --val-size 50 --test-size 200 \\
+      --out-train C.train.triplets.jsonl --out-val C.val.triplets.jsonl --out-test C.test.triplets.jsonl
   kcs data verbalise --triplets T.triplets.jsonl --model MODEL_DIR --out T.jsonl
   kcs data controllm --source sotu --split train --max-words 200000 --out L.txt
 """
@@ -147,6 +148,14 @@ def _wordnet_controlkg(args) -> int:
     from kcs.data.triplets import Triplet, write_triplets
     from kcs.data.wordnet import find_wordnet, get_synset, is_synset_id, load_wordnet, sample_controlkg
 
+    if args.test_size < 0:
+        raise KcsError(f"--test-size must be >= 0 (got {args.test_size})")
+    if (args.test_size > 0) != (args.out_test is not None):
+        raise KcsError("--test-size N (N > 0) and --out-test FILE go together: give both for a test split, or neither")
+    outputs = {"train": args.out_train, "val": args.out_val, "test": args.out_test}
+    outputs = {split: out for split, out in outputs.items() if out is not None}
+    if not outputs:
+        raise KcsError("nothing to write: give --out-train and --out-val (and --out-test with --test-size)")
     wn = load_wordnet(args.wordnet_dir)
     exclude: set[str] = set()
     for triplet in _read_many(args.exclude):
@@ -155,15 +164,20 @@ def _wordnet_controlkg(args) -> int:
                 raise KcsError(f"{triplet.where}: '{name}' is not a WordNet synset id; --exclude takes WordNet TargetKGs")
             get_synset(wn, name, triplet.where)
             exclude.add(name)
-    train, val = sample_controlkg(wn, exclude, train_size=args.train_size, val_size=args.val_size, seed=args.seed)
-    with atomic_path(args.out_val) as tmp_val:  # both files or neither
-        write_triplets(tmp_val, [Triplet(h, "IsA", t, {"source": "wordnet:controlkg-val"}) for h, t in val])
-        write_triplets(args.out_train, [Triplet(h, "IsA", t, {"source": "wordnet:controlkg-train"}) for h, t in train])
-    common = dict(seed=args.seed, exclude=args.exclude, excluded_synsets=len(exclude),
+    # The draw is the same whichever splits are written (the pipeline writes the test split apart).
+    edges = dict(zip(("train", "val", "test"), sample_controlkg(
+        wn, exclude, train_size=args.train_size, val_size=args.val_size, test_size=args.test_size, seed=args.seed)))
+    with contextlib.ExitStack() as stack:  # every file or none
+        for split, out in outputs.items():
+            tmp = stack.enter_context(atomic_path(out))
+            write_triplets(tmp, [Triplet(h, "IsA", t, {"source": f"wordnet:controlkg-{split}"}) for h, t in edges[split]])
+    common = dict(seed=args.seed, exclude=args.exclude, excluded_synsets=len(exclude), train_size=args.train_size,
+                  val_size=args.val_size, test_size=args.test_size,
                   wordnet=str(find_wordnet(args.wordnet_dir)), wordnet_version=wn.get_version())
-    _write_provenance(args.out_train, split="train", size=len(train), **common)
-    _write_provenance(args.out_val, split="val", size=len(val), **common)
-    log.info("ControlKG: %d train / %d val edges, none touching the %d TargetKG synsets", len(train), len(val), len(exclude))
+    for split, out in outputs.items():
+        _write_provenance(out, split=split, size=len(edges[split]), **common)
+    log.info("ControlKG: wrote %s, none touching the %d TargetKG synsets",
+             ", ".join(f"{len(edges[split])} {split}" for split in outputs), len(exclude))
     return 0
 
 
@@ -340,8 +354,12 @@ def register(subparsers) -> None:
     p.add_argument("--train-size", type=int, default=4400)
     p.add_argument("--val-size", type=int, default=50, help="default 50 (the paper validates on 50)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out-train", type=Path, required=True)
-    p.add_argument("--out-val", type=Path, required=True)
+    p.add_argument("--test-size", type=int, default=0,
+                   help="held-out test edges (default 0: none), for the final evaluation only; needs --out-test")
+    p.add_argument("--out-train", type=Path, default=None, help="train split file")
+    p.add_argument("--out-val", type=Path, default=None, help="validation split file")
+    p.add_argument("--out-test", type=Path, default=None,
+                   help="test split file (with --test-size); each --out-* writes its split of the same draw")
     wordnet_dir(p)
     p = add("sample-conceptnet", _sample_conceptnet, "sample a ConceptNet TargetKG around a concept (LAMA probe)")
     p.add_argument("--concept", required=True, help="e.g. fruit, sun, swimming")

@@ -6,11 +6,18 @@ from pathlib import Path
 from kcs.config import TrainConfig
 from kcs.errors import KcsError
 
+# The datasets of the printed summary line (controlkg_test only when --controlkg-test is given).
+SUMMARY = (("targetkg", "TargetKG"), ("controlkg", "ControlKG"), ("controlkg_test", "ControlKG (test)"),
+           ("controllm", "ControlLM"))
+
 
 def _common(p) -> None:
     p.add_argument("--model", required=True, help="hub id or local model folder")
     p.add_argument("--targetkg", required=True)
-    p.add_argument("--controlkg", required=True, help="the validation/test ControlKG")
+    p.add_argument("--controlkg", required=True, help="the ControlKG's validation split")
+    p.add_argument("--controlkg-test", default=None,
+                   help="the ControlKG's held-out test split (seen by no training or tuning step): "
+                        "reported as `controlkg_test`")
     p.add_argument("--controllm", required=True, nargs="+", help="ControlLM test text file(s)")
     p.add_argument("--out", required=True, help="metrics JSON to write")
     p.add_argument("--config", help="YAML with eval_batch_size, eval_lm_batch_size, controllm_block_size, ...")
@@ -40,12 +47,12 @@ def run_evaluate(args) -> int:
         if not path.is_file():
             raise KcsError(f"{path}: full-model metrics file not found (make it with `kcs evaluate-full`)")
         full = json.loads(path.read_text())
-    result = evaluate_mask(args.model, args.mask, args.targetkg, args.controlkg, args.controllm, config, full, args.device)
+    result = evaluate_mask(args.model, args.mask, args.targetkg, args.controlkg, args.controllm, config, full, args.device,
+                           controlkg_test=args.controlkg_test)
     write_json(args.out, result)
-    t = result["targetkg"]
-    print(f"sparsity {result['sparsity']:.4f}  TargetKG ppl {t['ppl_full']:.2f} -> {t['ppl_remaining']:.2f}  "
-          f"ControlKG ppl {result['controlkg']['ppl_full']:.2f} -> {result['controlkg']['ppl_remaining']:.2f}  "
-          f"ControlLM ppl {result['controllm']['ppl_full']:.2f} -> {result['controllm']['ppl_remaining']:.2f}")
+    print(f"sparsity {result['sparsity']:.4f}  " + "  ".join(
+        f"{label} ppl {result[key]['ppl_full']:.2f} -> {result[key]['ppl_remaining']:.2f}"
+        for key, label in SUMMARY if key in result))
     return 0
 
 
@@ -54,5 +61,9 @@ def run_full(args) -> int:
     from kcs.evaluation import evaluate_full_model
 
     config = TrainConfig.from_yaml(args.config)
-    write_json(args.out, evaluate_full_model(args.model, args.targetkg, args.controlkg, args.controllm, config, args.device))
+    result = evaluate_full_model(args.model, args.targetkg, args.controlkg, args.controllm, config, args.device,
+                                 controlkg_test=args.controlkg_test)
+    write_json(args.out, result)
+    print("full model: " + "  ".join(f"{label} ppl {result['raw'][key]['ppl']:.2f}"
+                                     for key, label in SUMMARY if key in result["raw"]))
     return 0

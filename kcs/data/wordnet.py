@@ -17,7 +17,8 @@ Graphs (all edges are `hyponym IsA hypernym`, heads and tails are synset ids lik
   uniform sample of the hyponym edges within `hops` levels below the root; `size` edges in all.
 - `sample_controlkg`: the WordNet ControlKG as the paper rebuilt it: random noun hypernym edges
   with distinct heads whose synsets appear in none of the experiment's TargetKGs; validation rows
-  are drawn first so they do not change with the train size.
+  are drawn first so their heads do not change with the train size; optional test rows (held out
+  from training and tuning alike) are drawn last, from the heads left, so they change nothing else.
 Both are deterministic for a given seed and WordNet version.
 """
 
@@ -379,11 +380,17 @@ def _noun_hypernyms(wn) -> list[tuple[str, list[str]]]:
     return table
 
 
-def sample_controlkg(wn, exclude: set[str], *, train_size: int, val_size: int, seed: int = 0) -> tuple[list[Edge], list[Edge]]:
+def sample_controlkg(wn, exclude: set[str], *, train_size: int, val_size: int, test_size: int = 0,
+                     seed: int = 0) -> tuple[list[Edge], list[Edge], list[Edge]]:
     """Random noun hypernym edges with distinct heads, none touching a synset in `exclude`.
 
-    Returns (train, validation); the two share no head and no edge.
+    Returns (train, validation, test); no two share a head or an edge. The test rows are drawn
+    after the others from the same generator, so train and validation are the same for any
+    `test_size` (and test_size 0 gives an empty test split).
     """
+    for option, size in (("--train-size", train_size), ("--val-size", val_size), ("--test-size", test_size)):
+        if size < 0:
+            raise KcsError(f"{option} must be >= 0 (got {size})")
     by_head: dict[str, list[str]] = {}
     for head, all_tails in _noun_hypernyms(wn):
         if head in exclude:
@@ -392,10 +399,14 @@ def sample_controlkg(wn, exclude: set[str], *, train_size: int, val_size: int, s
         if tails:
             by_head[head] = tails
     heads = sorted(by_head)
-    needed = train_size + val_size
+    needed = train_size + val_size + test_size
     if needed > len(heads):
-        raise KcsError(f"only {len(heads)} usable noun synsets; lower --train-size/--val-size (asked {needed})")
+        raise KcsError(f"only {len(heads)} usable noun synsets; lower --train-size/--val-size/--test-size "
+                       f"(asked {train_size} + {val_size} + {test_size} = {needed})")
     rng = random.Random(seed)
-    chosen = rng.sample(heads, needed)
+    chosen = rng.sample(heads, train_size + val_size)
     edges = [(head, rng.choice(by_head[head])) for head in chosen]
-    return edges[val_size:], edges[:val_size]
+    taken = set(chosen)
+    rest = [head for head in heads if head not in taken]
+    test = [(head, rng.choice(by_head[head])) for head in rng.sample(rest, test_size)]
+    return edges[val_size:], edges[:val_size], test

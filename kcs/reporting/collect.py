@@ -11,6 +11,8 @@ from kcs.errors import KcsError
 from kcs.reporting.layout import parse_paths
 
 DATASETS = ("targetkg", "controlkg", "controllm")
+# In a metrics file only when its ControlKG has a held-out test split (`kcs evaluate --controlkg-test`).
+OPTIONAL_DATASETS = ("controlkg_test",)
 # The per-dataset numbers a table can show (method-spec 4.2): full model, remaining model, the change.
 PPL_KEYS = ("ppl_full", "ppl_remaining", "delta_ppl", "relative_delta_ppl")
 EXTRA_KEYS = ("ppl_subnetwork", "delta_rank_mean", "delta_logprob_mean", "paraphrase_ppl_full",
@@ -38,8 +40,10 @@ def flatten_metrics(metrics: dict, where: str) -> dict[str, float]:
     for key in TOP_KEYS:
         if key in metrics:
             row[key] = metrics[key]
-    for dataset in DATASETS:
+    for dataset in DATASETS + OPTIONAL_DATASETS:
         block = metrics.get(dataset)
+        if dataset in OPTIONAL_DATASETS and block is None:
+            continue
         if not isinstance(block, dict):
             raise KcsError(f"{where}: no '{dataset}' section; is this a `kcs evaluate` metrics file?")
         for key in PPL_KEYS + EXTRA_KEYS:

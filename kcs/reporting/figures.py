@@ -79,21 +79,23 @@ def delta_figure(runs: pd.DataFrame, out: str | Path, model_order: list[str] | N
         raise KcsError("no default-variant evaluation to plot")
     models = ordered(data["model"], model_order)
     methods = ordered(data["method"], list(METHOD_LABELS))
+    # the datasets the runs have (the ControlKG test split only where it was evaluated)
+    datasets = [d for d in DATASET_LABELS if f"{d}_relative_delta_ppl" in data.columns]
     fig, axes = _panels(len(models))
-    x = np.arange(len(DATASET_LABELS))
+    x = np.arange(len(datasets))
     width = 0.8 / max(1, len(methods))
     for ax, model in zip(axes, models):
         rows = data[data["model"] == model]
         for i, method in enumerate(methods):
             sub = rows[rows["method"] == method]
-            cols = [f"{d}_relative_delta_ppl" for d in DATASET_LABELS]
+            cols = [f"{d}_relative_delta_ppl" for d in datasets]
             means = [100 * sub[c].mean() if c in sub else np.nan for c in cols]
             stds = [100 * sub[c].std(ddof=1) if c in sub and len(sub) > 1 else 0 for c in cols]
             ax.bar(x + (i - (len(methods) - 1) / 2) * width, means, width, yerr=stds, capsize=3,
                    color=METHOD_COLOURS.get(method), label=METHOD_LABELS.get(method, method))
         ax.axhline(0, color="black", lw=0.8)
         ax.set_yscale("symlog", linthresh=10)
-        ax.set_xticks(x, list(DATASET_LABELS.values()))
+        ax.set_xticks(x, [DATASET_LABELS[d] for d in datasets])
         ax.set_ylabel("PPL change, remaining vs full (%)")
         ax.set_title(str(model))
         ax.grid(axis="y", alpha=0.3)

@@ -16,7 +16,10 @@ from kcs.errors import KcsError
 from kcs.reporting.formats import Metric, Summary, summarise
 from kcs.reporting.layout import parse_paths
 
-DATASET_LABELS = {"targetkg": "TargetKG", "controlkg": "ControlKG", "controllm": "ControlLM"}
+# controlkg is the ControlKG's validation split; controlkg_test its held-out test split, whose columns
+# appear only when the metrics have one (summarise skips columns the runs table lacks).
+DATASET_LABELS = {"targetkg": "TargetKG", "controlkg": "ControlKG", "controlkg_test": "ControlKG (test)",
+                  "controllm": "ControlLM"}
 METHOD_LABELS = {"learned": "Knowledge-critical subnetwork", "random": "Random subnetwork (same size)"}
 DEFAULT_VARIANT = "default"
 

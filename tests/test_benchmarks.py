@@ -1,0 +1,43 @@
+"""The benchmark script runs the step `kcs train` takes and reports what it measured."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "mask_step.py"
+
+
+@pytest.fixture(scope="module")
+def mask_step_benchmark():
+    spec = importlib.util.spec_from_file_location("mask_step_benchmark", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the script loads
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("shape", ["tiny-gpt2", "tiny-llama"])
+def test_benchmark_reports_cached_and_uncached_steps(mask_step_benchmark, shape, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert mask_step_benchmark.main(["--shape", shape, "--data", "tiny", "--repeats", "1", "--no-memory",
+                                     "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert set(row["seconds"]) == {"mask_cached", "mask_uncached", "finetune", "eval_cached", "eval_uncached"}
+    assert all(value > 0 for value in row["seconds"].values())
+    # the tiny data fit the default budgets: every row of every set is cached
+    assert row["caches"]["prefix/controllm"] == {"rows": 12, "of": 12, "mb": pytest.approx(0.0, abs=0.1)}
+    assert row["caches"]["reference/controllm"]["rows"] == 12
+    assert "rows cached: prefix/targetkg 6/6" in capsys.readouterr().out
+
+
+def test_a_budget_too_small_caches_part_of_the_rows(mask_step_benchmark, tmp_path):
+    out = tmp_path / "bench.json"
+    mask_step_benchmark.main(["--shape", "tiny-gpt2", "--data", "paper", "--repeats", "1", "--warmup", "0", "--no-memory",
+                              "--no-eval", "--prefix-cache-mb", "20", "--reference-cache-mb", "0", "--out", str(out)])
+    (row,) = json.loads(out.read_text())["results"]
+    controllm = row["caches"]["prefix/controllm"]
+    assert 0 < controllm["rows"] < controllm["of"] == 4656
+    assert row["caches"]["reference/controllm"]["rows"] == 0

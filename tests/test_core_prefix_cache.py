@@ -1,0 +1,149 @@
+"""The cached path (frozen prefix, full-model hidden-state references) equals the uncached one.
+
+Tiny GPT-2 (learned positions) and Llama-layout (rotary embeddings) models with 4 blocks, the top
+2 masked, so a real prefix of 2 frozen blocks exists; batches are right padded.
+"""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.testing import assert_close
+
+from core_fixtures import ANIMALS, KINDS, fact, make_text, make_tiny_model, tiny_data, write_jsonl  # noqa: F401
+from kcs.config import TrainConfig
+from kcs.encoding import encode_verbalisations, read_text_blocks
+from kcs.kg import Verbalisation, read_kg
+from kcs.masking import MaskedLM, WeightMask
+from kcs.models import load_model, num_blocks, select_blocks
+from kcs.prefix import PrefixCache
+from kcs.reference import FullModelReference
+from kcs.training import CyclingSampler, TrainingData, mask_step, train_mask
+
+VIEWS = ("full", "remaining", "subnetwork")
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def deep_model_dir(request, tmp_path_factory, tiny_data):  # noqa: F811
+    return make_tiny_model(tmp_path_factory.mktemp(f"deep_{request.param}"), request.param, tiny_data["text"], layers=4)
+
+
+@pytest.fixture(scope="module")
+def deep_gpt2_dir(tmp_path_factory, tiny_data):  # noqa: F811
+    return make_tiny_model(tmp_path_factory.mktemp("deep_gpt2_only"), "gpt2", tiny_data["text"], layers=4)
+
+
+def _masked_lm(model_dir, seed=3):
+    model, tok = load_model(model_dir)
+    mask = WeightMask.for_model(model, select_blocks(num_blocks(model)), init_p=0.3)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # logits of both signs, so every view differs from the others
+        for logits in mask.logits:
+            logits.copy_(torch.randn(logits.shape, generator=generator))
+    return MaskedLM(model, mask).eval(), tok
+
+
+def _kg(tok, n=10):
+    facts = [fact(a, KINDS[i % len(KINDS)]) for i, a in enumerate(ANIMALS[:n])]
+    facts[1]["prompt"] = f"Everyone knows that a {facts[1]['head']} is a kind of"  # a longer row: padding
+    return encode_verbalisations([Verbalisation(f["prompt"], f["target"]) for f in facts], tok)
+
+
+def test_the_split_forward_equals_the_whole_model(deep_model_dir):
+    lm, tok = _masked_lm(deep_model_dir)
+    assert lm.first_block == 2
+    enc = _kg(tok)
+    real = enc.attention_mask.bool()
+    for view in VIEWS:
+        with torch.no_grad():
+            whole = lm(view, input_ids=enc.input_ids, attention_mask=enc.attention_mask).logits
+            split = lm.head(lm.upper(view, lm.lower(enc.input_ids, enc.attention_mask)))
+        assert_close(split[real], whole[real])
+
+
+@pytest.mark.parametrize("budget_rows", [0, 4, 10])
+def test_prefix_cache_gives_the_uncached_block_inputs(deep_model_dir, budget_rows):
+    lm, tok = _masked_lm(deep_model_dir)
+    enc = _kg(tok)
+    row_bytes = enc.input_ids.shape[1] * lm.model.config.hidden_size * 4
+    cache = PrefixCache.for_lm(lm, enc.input_ids, enc.attention_mask, budget_bytes=budget_rows * row_bytes)
+    assert cache.n_cached == budget_rows
+    rows = torch.tensor([7, 1, 3, 9, 0])  # cached and uncached rows mixed
+    batch = enc.subset(rows)
+    real = batch.attention_mask.bool()
+    cached = cache.block_inputs(rows, batch.input_ids, batch.attention_mask)
+    fresh = lm.lower(batch.input_ids, batch.attention_mask)
+    assert_close(cached.hidden[real], fresh.hidden[real])
+    for view in VIEWS:
+        with torch.no_grad():
+            assert_close(lm.upper(view, cached)[real], lm.upper(view, fresh)[real])
+
+
+@pytest.mark.parametrize("budget_rows", [0, 3, 10])
+def test_full_model_reference_equals_the_full_forward(deep_model_dir, budget_rows):
+    lm, tok = _masked_lm(deep_model_dir)
+    enc = _kg(tok)
+    d_model = lm.model.config.hidden_size
+    prefix = PrefixCache.for_lm(lm, enc.input_ids, enc.attention_mask, budget_bytes=10**9)
+    reference = FullModelReference(lm, prefix, enc.kl_index("tail"), budget_bytes=budget_rows * d_model * 4)
+    assert reference.n_cached == budget_rows
+    rows = torch.tensor([8, 2, 5, 0])
+    batch = enc.subset(rows)
+    with torch.no_grad():
+        logits = lm("full", input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    expected = torch.log_softmax(logits[torch.arange(4), batch.kl_index("tail")], dim=-1)
+    assert_close(reference.log_probs(rows), expected)
+
+    text = torch.randint(0, 300, (6, 16), generator=torch.Generator().manual_seed(0))
+    text_prefix = PrefixCache.for_lm(lm, text, None, budget_bytes=2 * 16 * d_model * 4)
+    text_reference = FullModelReference(lm, text_prefix, None, budget_bytes=budget_rows // 3 * 16 * d_model * 4)
+    rows = torch.tensor([5, 0, 3])
+    with torch.no_grad():
+        expected = torch.log_softmax(lm("full", input_ids=text[rows]).logits, dim=-1)
+    assert_close(text_reference.log_probs(rows), expected)
+
+
+def _losses_and_gradients(model_dir, text_file, budget_mb):
+    torch.manual_seed(0)
+    lm, tok = _masked_lm(model_dir)
+    lm.train()
+    config = TrainConfig(steps=10, controlkg_batch_size=4, targetkg_batch_size=3, controllm_batch_size=2,
+                         controllm_block_size=16, prefix_cache_mb=budget_mb, reference_cache_mb=budget_mb,
+                         use_expression=True)
+    enc = _kg(tok)
+    text = read_text_blocks([text_file], tok, 16, 8)
+    data = TrainingData.build(lm, config, enc.subset(slice(0, 4)), enc.subset(slice(4, 10)), text, enc.subset(slice(4, 8)))
+    samplers = {"targetkg": CyclingSampler(4, 3, 1), "controlkg": CyclingSampler(6, 4, 2), "controllm": CyclingSampler(8, 2, 3)}
+    optimiser = torch.optim.SGD(lm.mask.parameters(), lr=0.0)  # keep the logits: compare the gradients
+    torch.manual_seed(1)
+    _, _, terms, _, total = mask_step(lm, optimiser, config, samplers, data, step_index=5)
+    grads = [logits.grad.clone() for logits in lm.mask.logits]
+    return {k: v.detach() for k, v in terms.items()}, total.detach(), grads, data.cache_report()
+
+
+def test_cached_and_uncached_steps_give_the_same_losses_and_gradients(deep_model_dir, tiny_data):  # noqa: F811
+    cached_terms, cached_total, cached_grads, report = _losses_and_gradients(deep_model_dir, tiny_data["text"], 64)
+    plain_terms, plain_total, plain_grads, plain_report = _losses_and_gradients(deep_model_dir, tiny_data["text"], 0)
+    assert report["prefix/controllm"]["rows"] == 8 and report["reference/controllm"]["rows"] == 8
+    assert plain_report["prefix/controllm"]["rows"] == 0 and plain_report["reference/controlkg"]["rows"] == 0
+    assert set(cached_terms) == {"targetkg", "expression", "controlkg", "controllm"}
+    for name in cached_terms:
+        assert_close(cached_terms[name], plain_terms[name])
+    assert_close(cached_total, plain_total)
+    for cached, plain in zip(cached_grads, plain_grads):
+        assert cached.abs().sum() > 0
+        assert_close(cached, plain)
+
+
+def test_a_short_run_ends_with_the_same_mask_with_and_without_caches(deep_gpt2_dir, tiny_data, tmp_path):  # noqa: F811
+    masks = {}
+    for budget in (0, 64):
+        config = TrainConfig(steps=12, controllm_block_size=32, controllm_batch_size=4, controllm_max_blocks=40,
+                             validate_every=4, checkpoint_every=3, eval_controllm_blocks=4,
+                             prefix_cache_mb=budget, reference_cache_mb=budget)
+        path = train_mask(deep_gpt2_dir, tiny_data["targetkg"], tiny_data["controlkg"], [tiny_data["text"]],
+                          tmp_path / f"budget{budget}", config, seed=3, progress=False)
+        masks[budget] = load_file(path)
+    for name, logits in masks[64].items():
+        assert_close(logits, masks[0][name])
+        assert torch.equal(logits > 0, masks[0][name] > 0), name
+    assert read_kg(tiny_data["targetkg"])  # the run read the real files
