@@ -79,7 +79,7 @@ class DataSize:
 
 DATA = {
     # configs/demo.yaml: a paper TargetKG (11-19 facts), the demo's WordNet ControlKG, sotu text
-    "demo": DataSize(targetkg=16, controlkg=400, controlkg_val=50, controllm=200, controllm_test=30,
+    "demo": DataSize(targetkg=16, controlkg=400, controlkg_val=50, controllm=100, controllm_test=30,
                      block_size=128, controlkg_batch=32, controllm_batch=2),
     # config.yaml: WordNet ControlKG 4,400 train / 50 val, WikiText-2 train 4,656 x 512, test[:20%]
     "paper": DataSize(targetkg=16, controlkg=4400, controlkg_val=50, controllm=4656, controllm_test=56,
