@@ -147,3 +147,26 @@ def test_a_short_run_ends_with_the_same_mask_with_and_without_caches(deep_gpt2_d
         assert_close(logits, masks[0][name])
         assert torch.equal(logits > 0, masks[0][name] > 0), name
     assert read_kg(tiny_data["targetkg"])  # the run read the real files
+
+
+def test_kg_statistics_equal_the_whole_model_with_and_without_a_prefix_cache(deep_model_dir):
+    from kcs.evaluation import kg_statistics
+
+    lm, tok = _masked_lm(deep_model_dir)
+    enc = _kg(tok)
+    prefix = PrefixCache.for_lm(lm, enc.input_ids, enc.attention_mask, budget_bytes=10**9)
+    for cache in (None, prefix):
+        stats = kg_statistics(lm, VIEWS, enc, batch_size=4, prefix=cache)
+        for view in VIEWS:
+            with torch.no_grad():
+                logits = lm(view, input_ids=enc.input_ids, attention_mask=enc.attention_mask).logits.float()
+            rows = torch.arange(len(enc))
+            log_probs = torch.log_softmax(logits[rows, enc.last_index - 1], dim=-1)
+            nll = -log_probs[rows, enc.gold_last()]
+            assert_close(stats[view]["nll"], nll)
+            labels = enc.tail_labels()[:, 1:]
+            tail_nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                                         ignore_index=-100)
+            assert stats[view]["tail_ppl"] == pytest.approx(torch.exp(tail_nll).item(), rel=1e-4)
+            batch_ppls = [torch.exp(nll[s:s + 4].mean()).item() for s in range(0, len(enc), 4)]
+            assert stats[view]["ppl"] == pytest.approx(sum(batch_ppls) / len(batch_ppls), rel=1e-4)

@@ -186,7 +186,9 @@ def test_demo_dry_run(tmp_path):
     assert len(evaluations) == counts["evaluate_mask"] + counts["evaluate_full"]
     assert all(f"--controlkg-test {test_file}" in command for command in evaluations)
     [sampling] = [c for c in _shell_commands(result.stdout, "kcs data wordnet-controlkg") if "--out-test" in c]
-    assert "--train-size 100 --val-size 50 --seed 0 --test-size 200" in sampling and "--out-train" not in sampling
+    sizes = config["controlkgs"][0]["wordnet"]
+    expected = f"--train-size {sizes['train_size']} --val-size {sizes['val_size']} --seed {sizes['seed']} --test-size 200"
+    assert expected in sampling and "--out-train" not in sampling
     training = _shell_commands(result.stdout, "kcs train")
     assert training and not [c for c in training if "test.jsonl" in c]  # training never reads it
 
