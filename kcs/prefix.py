@@ -135,7 +135,8 @@ class PrefixCache:
         # the mask, positions and rotary embeddings of this very batch: the model stopped at block 0
         inputs = inputs_of_block(self.model, 0, input_ids, attention_mask)
         width = input_ids.shape[1]
-        hidden = self.hidden[rows.clamp(max=self.n_cached - 1).to(self.hidden.device), :width].clone()
+        # advanced indexing copies, so filling the missing rows below never touches the cache
+        hidden = self.hidden[rows.clamp(max=self.n_cached - 1).to(self.hidden.device), :width]
         if not bool(cached.all()):
             missing = (~cached).nonzero().squeeze(1)
             ids, att = self.rows(rows[missing])
