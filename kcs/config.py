@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass
@@ -58,13 +59,19 @@ class TrainConfig:
             raise KcsError(f"config key 'granularity' must be 'weight' or 'neuron', got '{self.granularity}'")
         if self.kg_kl_position not in ("tail", "after_tail"):
             raise KcsError(f"config key 'kg_kl_position' must be 'tail' or 'after_tail', got '{self.kg_kl_position}'")
-        if self.steps < 1:
-            raise KcsError(f"config key 'steps' must be >= 1, got {self.steps}")
-        for key in ("noise_scale_init", "noise_scale_final"):
-            if not getattr(self, key) >= 0.0:
-                raise KcsError(f"config key '{key}' must be >= 0, got {getattr(self, key)}")
-        if self.block_range is not None and len(self.block_range) != 2:
-            raise KcsError("config key 'block_range' must be [first, last]")
+        for key, (accepts, wanted) in _RANGES.items():
+            value = getattr(self, key)
+            if value is not None and not accepts(value):
+                raise KcsError(f"config key '{key}' must be {wanted}, got {value!r}")
+        if self.block_range is not None:
+            if len(self.block_range) != 2 or self.block_range[0] < 0:
+                raise KcsError(f"config key 'block_range' must be [first, last] with first >= 0, got {self.block_range}")
+            if self.block_range[0] > self.block_range[1]:
+                raise KcsError(f"config key 'block_range' {self.block_range} is reversed: write [first, last] "
+                               "with first <= last")
+        if not any((self.use_targetkg, self.use_controlkg, self.use_controllm, self.use_expression, self.use_sparsity)):
+            raise KcsError("config: every loss term is switched off (use_targetkg, use_controlkg, use_controllm, "
+                           "use_expression, use_sparsity); switch at least one on")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -78,13 +85,39 @@ class TrainConfig:
                 raise KcsError(f"{source}: unknown key '{key}'; known keys: {', '.join(sorted(known))}")
             if not _matches(value, hints[key]):
                 raise KcsError(f"{source}: key '{key}' must be {_describe(hints[key])}, got {value!r}")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except KcsError as err:
+            raise KcsError(f"{source}: {err}") from None
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> "TrainConfig":
         values = load_yaml_mapping(path, "config") if path is not None else {}
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         return cls.from_dict(values, str(path) if path is not None else "config")
+
+
+def _finite_above(low: float, strict: bool = True):
+    return lambda v: math.isfinite(v) and (v > low if strict else v >= low)
+
+
+# value ranges of the numeric keys (None, where a key allows it, is checked by type alone)
+_RANGES: dict[str, tuple[Any, str]] = {
+    "steps": (lambda v: v >= 1, ">= 1"),
+    "lr": (_finite_above(0.0), "a finite number > 0"),
+    "warmup_frac": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+    "init_p": (lambda v: 0.0 < v < 1.0, "in (0, 1)"),
+    "temperature": (_finite_above(0.0), "a finite number > 0 (0 would divide the logits by zero)"),
+    **{key: (_finite_above(0.0, strict=False), "a finite number >= 0") for key in (
+        "noise_scale_init", "noise_scale_final", "lambda_targetkg", "lambda_controlkg", "lambda_controllm",
+        "lambda_expression", "lambda_reg_init", "lambda_reg_final")},
+    **{key: (lambda v: v >= 1, ">= 1") for key in (
+        "top_k_blocks", "targetkg_batch_size", "controlkg_batch_size", "controllm_batch_size", "controllm_max_blocks",
+        "eval_controllm_blocks", "controlkg_val_size", "validate_every", "checkpoint_every", "eval_batch_size",
+        "eval_lm_batch_size")},
+    "controllm_block_size": (lambda v: v >= 2, ">= 2 (a block predicts its tokens from the ones before)"),
+    **{key: (lambda v: v >= 0, ">= 0") for key in ("prefix_cache_mb", "reference_cache_mb")},
+}
 
 
 def load_yaml_mapping(path: str | os.PathLike, what: str) -> dict[str, Any]:

@@ -68,6 +68,9 @@ def encode_verbalisations(items: Sequence[Verbalisation | Fact], tokenizer, wher
             raise KcsError(f"{where}: fact {i + 1} ('{sentence}') has no target token after its prompt")
         if target_tokens[0] == 0:
             raise KcsError(f"{where}: fact {i + 1} ('{sentence}') starts with its target; a prompt must precede it")
+        if len(ids) > _context(tokenizer):
+            raise KcsError(f"{where}: fact {i + 1} ('{sentence}') is {len(ids)} tokens, longer than the model's "
+                           f"context of {_context(tokenizer)}; shorten it or leave it out")
         rows.append(ids)
         starts.append(target_tokens[0])
         lasts.append(target_tokens[-1])
@@ -81,6 +84,23 @@ def encode_verbalisations(items: Sequence[Verbalisation | Fact], tokenizer, wher
     return KGEncoding(input_ids, attention, torch.tensor(lasts), torch.tensor(starts))
 
 
+def _context(tokenizer) -> int:
+    """The longest input the model takes (kcs.models.load_model sets it from the model's config)."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and limit > 0 else 10**9
+
+
+def read_utf8(path: Path, what: str) -> str:
+    """A text file's contents; a file that is not UTF-8 is an error naming its line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise KcsError(f"{path}:{line}: the {what} file is not UTF-8 ({err.reason} at byte {err.start}); "
+                       "convert it, e.g. with iconv -t UTF-8") from None
+
+
 def paraphrase_items(facts: Sequence[Fact]) -> list[Verbalisation]:
     return [para for fact in facts for para in fact.paraphrases]
 
@@ -88,13 +108,16 @@ def paraphrase_items(facts: Sequence[Fact]) -> list[Verbalisation]:
 def read_text_blocks(paths: Sequence[str | os.PathLike], tokenizer, block_size: int,
                      max_blocks: int | None = None) -> torch.Tensor:
     """Tokenise each line separately, concatenate, cut into `block_size` blocks (remainder dropped)."""
+    if block_size > _context(tokenizer):
+        raise KcsError(f"config key 'controllm_block_size' ({block_size}) is longer than the model's context "
+                       f"({_context(tokenizer)} positions); use at most {_context(tokenizer)}")
     ids: list[int] = []
     needed = None if max_blocks is None else max_blocks * block_size
     for path in paths:
         path = Path(path)
         if not path.is_file():
             raise KcsError(f"{path}: ControlLM text file not found")
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True) if line.strip()]
+        lines = [line for line in read_utf8(path, "ControlLM text").splitlines(keepends=True) if line.strip()]
         for start in range(0, len(lines), 1000):
             for line_ids in tokenizer(lines[start:start + 1000], add_special_tokens=False)["input_ids"]:
                 ids.extend(line_ids)

@@ -108,10 +108,15 @@ def parse_json_line(line: str, where: str) -> Any:
 
 def iter_json_lines(path: Path) -> Iterator[tuple[str, Any]]:
     """('FILE:LINE', decoded row) for every non-blank line of a JSON Lines file."""
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise KcsError(f"{where}: not UTF-8 ({err.reason} at byte {err.start} of the line); "
+                               "convert the file, e.g. with iconv -t UTF-8") from None
             if line.strip():
-                where = f"{path}:{lineno}"
                 yield where, parse_json_line(line, where)
 
 

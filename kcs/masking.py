@@ -31,34 +31,69 @@ _NOISE_EPS = 1e-6  # clamp of u before logit(u); 1 - 1e-10 would round to 1.0 in
 
 
 class _StraightThroughMask(torch.autograd.Function):
-    """y = W * 1[s > 0.5] (or 1[1 - s > 0.5] when inverted), s = sigmoid((l + noise) / tau).
+    """y = W * 1[s > 0.5] (or 1[1 - s > 0.5] when inverted), s = sigmoid((l + c * noise) / tau).
 
     Backward is the straight-through estimator: dL/dl = dL/dm * ds/dl with dL/dm = dL/dy * W
     (summed over broadcast axes for neuron masks). Written as one Function so that only s is kept
-    for backward and no intermediate soft/hard tensors enter the autograd graph.
+    for backward, and s is built and then turned into ds/dl in one buffer: on a CPU a fresh
+    weight-sized tensor costs more (page faults) than the arithmetic on it.
     """
 
     @staticmethod
-    def forward(ctx, weight, logits, noisy_logits, temperature, invert):
-        scaled = noisy_logits if temperature == 1.0 else noisy_logits / temperature
-        soft = torch.sigmoid(scaled)
+    def forward(ctx, weight, logits, noise_scale, temperature, invert):
+        logits = logits.detach()
+        if noise_scale == 0.0:
+            soft = logits / temperature
+        else:
+            # logistic noise: logit(u) = log u - log(1 - u), u ~ U(0, 1) (method-spec 1.4), scaled by
+            # noise_scale (1 = the paper's; smaller = samples closer to the deterministic mask)
+            soft = torch.rand_like(logits).logit_(_NOISE_EPS)
+            if noise_scale != 1.0:
+                soft.mul_(noise_scale)
+            soft.add_(logits)
+            if temperature != 1.0:
+                soft.div_(temperature)
+        soft.sigmoid_()
         keep = soft <= 0.5 if invert else soft > 0.5
         ctx.save_for_backward(weight, soft)
         ctx.temperature, ctx.invert = temperature, invert
-        return torch.where(keep, weight, 0.0)
+        # a multiply by the 0/1 mask, not torch.where: where branches per element, and a mask
+        # that is still near 50/50 makes it ~4x slower on a CPU
+        return weight * keep
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
         weight, soft = ctx.saved_tensors
         grad_mask = grad_output * weight
         if grad_mask.shape != soft.shape:  # neuron masks broadcast over one axis
             grad_mask = grad_mask.sum(dim=[d for d in range(2) if soft.shape[d] == 1], keepdim=True)
-        # ds/dl = s (1 - s) / tau; the inverted mask 1 - s has the opposite sign: s (s - 1) / tau
-        slope = (soft - 1.0) if ctx.invert else (1.0 - soft)
-        grad_logits = grad_mask.mul_(slope.mul_(soft))
+        # ds/dl = s (1 - s) / tau = (s - s^2) / tau; the inverted mask 1 - s has the opposite
+        # sign: (s^2 - s) / tau = ((-s) + (-s)^2) / tau. Computed in s's own buffer.
+        slope = soft.neg_() if ctx.invert else soft
+        slope.addcmul_(slope, slope, value=1.0 if ctx.invert else -1.0)
+        grad_logits = grad_mask.mul_(slope)
         if ctx.temperature != 1.0:
             grad_logits.div_(ctx.temperature)
         return None, grad_logits, None, None, None
+
+
+class _ExpectedDensity(torch.autograd.Function):
+    """mean(sigmoid(l)) over all logit tensors; backward s (1 - s) / n computed in s's own buffer
+    (autograd's sigmoid backward would allocate a second weight-sized tensor per matrix)."""
+
+    @staticmethod
+    def forward(ctx, n, *logits):
+        softs = [torch.sigmoid(l.detach()) for l in logits]
+        ctx.save_for_backward(*softs)
+        ctx.n = n
+        return sum(soft.sum() for soft in softs) / n
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        scale = grad_output / ctx.n
+        return (None, *(soft.addcmul_(soft, soft, value=-1.0).mul_(scale) for soft in ctx.saved_tensors))
 
 
 @dataclass(frozen=True)
@@ -111,20 +146,15 @@ class WeightMask(nn.Module):
         return mask.to(next(model.parameters()).device)
 
     # -- sampling -------------------------------------------------------------------------
-    def _logits_plus_noise(self, index: int, stochastic: bool) -> torch.Tensor:
-        logits = self.logits[index].detach()
-        if not stochastic or self.noise_scale == 0.0:
-            return logits
-        # logistic noise: logit(u) = log u - log(1 - u), u ~ U(0, 1) (method-spec 1.4), scaled by
-        # noise_scale (1 = the paper's; smaller = samples closer to the deterministic mask)
-        noise = torch.rand_like(logits).logit_(_NOISE_EPS)
-        return logits + (noise if self.noise_scale == 1.0 else noise.mul_(self.noise_scale))
+    def _noise_scale(self, stochastic: bool) -> float:
+        return self.noise_scale if stochastic else 0.0
 
     def sample(self, index: int, view: str, stochastic: bool) -> torch.Tensor:
         """The hard 0/1 multiplier of matrix `index` in `view` (no gradient; for inspection and tests)."""
-        soft = torch.sigmoid(self._logits_plus_noise(index, stochastic) / self.temperature)
-        keep = soft <= 0.5 if view == "remaining" else soft > 0.5
-        return keep.to(soft.dtype)
+        ones = torch.ones_like(self.logits[index])
+        with torch.no_grad():
+            return _StraightThroughMask.apply(ones, self.logits[index], self._noise_scale(stochastic),
+                                              self.temperature, view == "remaining")
 
     def masked_weight(self, index: int, weight: torch.Tensor, view: str, stochastic: bool) -> torch.Tensor:
         """weight * hard mask, with the straight-through gradient reaching the logits.
@@ -132,8 +162,8 @@ class WeightMask(nn.Module):
         The remaining view thresholds 1 - s, as the authors' inverse mask does; each call draws
         its own noise, so every forward pass of every matrix gets a fresh sample.
         """
-        noisy = self._logits_plus_noise(index, stochastic)
-        return _StraightThroughMask.apply(weight, self.logits[index], noisy, self.temperature, view == "remaining")
+        return _StraightThroughMask.apply(weight, self.logits[index], self._noise_scale(stochastic),
+                                          self.temperature, view == "remaining")
 
     def binary(self) -> dict[str, torch.Tensor]:
         """The deterministic subnetwork: True where a weight (or neuron) is in it (logit > 0)."""
@@ -141,8 +171,7 @@ class WeightMask(nn.Module):
 
     def expected_density(self) -> torch.Tensor:
         """The sparsity regulariser: mean sigmoid of all logits (expected subnetwork share)."""
-        total = sum(torch.sigmoid(logits).sum() for logits in self.logits)
-        return total / self.num_logits
+        return _ExpectedDensity.apply(self.num_logits, *self.logits)
 
     @property
     def num_logits(self) -> int:

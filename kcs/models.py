@@ -114,6 +114,15 @@ def resolve_device(device: str | None = None) -> torch.device:
     return torch.device(device)
 
 
+def context_length(model: nn.Module) -> int | None:
+    """How many positions the model can attend to (GPT-2: n_positions; Llama: max_position_embeddings)."""
+    for key in ("n_positions", "max_position_embeddings"):
+        value = getattr(model.config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def load_model(name_or_path: str | os.PathLike, device: str | None = None, dtype: torch.dtype = torch.float32):
     """Load a causal LM and its tokenizer from a local folder or a hub id.
 
@@ -148,6 +157,11 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = None, dtype
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
+    # the model's context is where inputs are checked (kcs.encoding): a longer prompt or block
+    # would index past the position embeddings
+    context = context_length(model)
+    if context is not None:
+        tokenizer.model_max_length = min(tokenizer.model_max_length or context, context)
     return model, tokenizer
 
 

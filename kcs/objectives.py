@@ -18,7 +18,8 @@ def maintenance_kl(reference_log_probs: torch.Tensor, logits: torch.Tensor,
                    weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over rows of KL(p_full || p_model); rows can be weighted (0 for padding)."""
     log_probs = F.log_softmax(logits.float(), dim=-1)
-    per_row = (reference_log_probs.exp() * (reference_log_probs - log_probs)).sum(dim=-1)
+    # one fused op (and one fused backward) instead of exp, subtract and multiply over [rows, V]
+    per_row = F.kl_div(log_probs, reference_log_probs, reduction="none", log_target=True).sum(dim=-1)
     if weights is None:
         return per_row.mean()
     return (per_row * weights).sum() / weights.sum()

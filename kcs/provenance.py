@@ -14,12 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import kcs
+from kcs.errors import KcsError
 
 _PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "datasets", "nltk", "numpy", "pandas")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file, read in 1 MiB blocks (input checksums recorded with every result)."""
+    path = Path(path)
+    if not path.is_file():
+        raise KcsError(f"{path}: input file not found" if not path.exists() else f"{path}: is a folder, expected a file")
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

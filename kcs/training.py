@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from kcs import objectives
 from kcs.atomic import atomic_path, write_json
+from kcs.checkpoint import load_checkpoint, save_checkpoint
 from kcs.config import TrainConfig
 from kcs.encoding import KGEncoding, encode_verbalisations, read_text_blocks
 from kcs.errors import KcsError
@@ -185,7 +186,8 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     out_dir = Path(out_dir)
     final_mask = out_dir / "mask.safetensors"
     ckpt_dir = out_dir / "checkpoints"
-    last_ckpt = ckpt_dir / "last.pt"
+    last_ckpt = ckpt_dir / "last.safetensors"
+    legacy_ckpt = ckpt_dir / "last.pt"  # kcs before 0.3 pickled its checkpoints; never unpickled now
     inputs = {"targetkg": targetkg, "controlkg": controlkg, "controlkg_val": controlkg_val}
     fingerprint = {k: file_sha256(v) for k, v in inputs.items() if v is not None}
     fingerprint.update({f"controllm[{i}]": file_sha256(p) for i, p in enumerate(controllm)})
@@ -196,9 +198,14 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
         return final_mask
 
     resume = None
-    if last_ckpt.exists():
-        resume = torch.load(last_ckpt, map_location="cpu", weights_only=False)
+    if legacy_ckpt.exists() and not restart_if_changed:
+        raise KcsError(f"{legacy_ckpt}: a pickled checkpoint, which kcs no longer loads (unpickling a file can run "
+                       "code); delete it to start the run over, run with --restart-if-changed, or use a new --out")
+    if last_ckpt.exists() or legacy_ckpt.exists():
         try:
+            if not last_ckpt.exists():
+                raise KcsError(f"{legacy_ckpt}: a pickled checkpoint, not loaded")
+            resume = load_checkpoint(last_ckpt)
             _check_same_run(out_dir, resume["identity"], identity)
         except KcsError as err:
             if not restart_if_changed:
@@ -264,10 +271,9 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
             "identity": identity,
             "elapsed_s": elapsed,
         }
-        with atomic_path(last_ckpt) as tmp:
-            torch.save(state, tmp)
+        save_checkpoint(last_ckpt, state)
         if config.keep_step_masks:
-            save_mask(ckpt_dir / f"step-{step:06d}.safetensors", mask, base_model=str(model),
+            save_mask(ckpt_dir / f"step-{step:06d}.safetensors", mask, base_model=str(model), binary=True,
                       model_type=lm_model.config.model_type, step=str(step), sparsity=f"{mask.sparsity():.5f}")
 
     def validate() -> dict:
@@ -316,6 +322,9 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
                         final_sparsity=mask.sparsity(), device=str(dev), caches=data.cache_report())
     save_mask(final_mask, mask, base_model=str(model), model_type=lm_model.config.model_type, provenance=record)
     write_json(out_dir / "run.json", record)
+    # the run is complete (mask.safetensors + run.json): its resume state (logits and two Adam
+    # moments, 3x the mask) is dead weight, ~570 GB over the paper's grid
+    last_ckpt.unlink(missing_ok=True)
     (out_dir / "run_started.json").unlink(missing_ok=True)
     return final_mask
 

@@ -18,7 +18,7 @@ rule train_config:
 
 
 rule train_mask:
-    # `kcs train` resumes from RUN_DIR/checkpoints/last.pt: a killed, preempted or timed-out job
+    # `kcs train` resumes from RUN_DIR/checkpoints/last.safetensors: a killed, preempted or timed-out job
     # continues where it stopped on the retry; if the inputs changed (--restart-if-changed), the
     # run starts over. Only mask.safetensors (written last) and a copy of the log are outputs, so
     # Snakemake never deletes the checkpoints of a failed attempt.

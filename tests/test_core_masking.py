@@ -167,3 +167,32 @@ def test_logits_at_equals_the_full_forward_at_those_positions(tiny_model_dir):
             full = lm(view, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
             picked = lm.logits_at(view, enc["input_ids"], enc["attention_mask"], positions)
         assert torch.allclose(full[torch.arange(2), positions], picked, atol=1e-5)
+
+
+def test_expected_density_and_its_gradient_match_autograd_of_mean_sigmoid(tiny_model_dir):
+    model, _ = load_model(tiny_model_dir)
+    mask = _mask(model)
+    with torch.no_grad():
+        for logits in mask.logits:
+            logits.normal_()
+    density = mask.expected_density()
+    density.backward()
+    ours = [logits.grad.clone() for logits in mask.logits]
+    flat = torch.cat([logits.detach().flatten() for logits in mask.logits]).requires_grad_(True)
+    reference = torch.sigmoid(flat).mean()
+    reference.backward()
+    torch.testing.assert_close(density.detach(), reference.detach())
+    torch.testing.assert_close(torch.cat([g.flatten() for g in ours]), flat.grad)
+
+
+def test_maintenance_kl_equals_the_definition():
+    from kcs.objectives import maintenance_kl
+
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.log_softmax(torch.randn(5, 11, generator=gen), dim=-1)
+    logits = torch.randn(5, 11, generator=gen)
+    log_q = torch.log_softmax(logits, dim=-1)
+    expected = (ref.exp() * (ref - log_q)).sum(dim=-1)
+    torch.testing.assert_close(maintenance_kl(ref, logits), expected.mean())
+    weights = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0])
+    torch.testing.assert_close(maintenance_kl(ref, logits, weights), (expected * weights).sum() / 3)

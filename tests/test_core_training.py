@@ -2,6 +2,7 @@
 
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from core_fixtures import tiny_data, tiny_gpt2_dir, train_yaml  # noqa: F401
-from kcs import objectives
+from kcs import objectives, training
 from kcs.config import TrainConfig
 from kcs.errors import KcsError
 from kcs.training import train_mask
@@ -81,10 +82,26 @@ def test_rerun_of_a_finished_run_is_a_no_op(tiny_gpt2_dir, tiny_data, train_yaml
     assert path.stat().st_mtime_ns == stamp
 
 
-def test_resume_with_other_config_is_refused(tiny_gpt2_dir, tiny_data, train_yaml, tmp_path):
-    run = tmp_path / "run"
-    _train(tiny_gpt2_dir, tiny_data, run, train_yaml)
-    (run / "mask.safetensors").unlink()  # pretend it was killed after its last checkpoint
+def killed_after_last_checkpoint(monkeypatch, tiny_gpt2_dir, tiny_data, train_yaml, run):
+    """A run directory as a kill just before the final mask leaves it (its last checkpoint kept)."""
+    kept = run.parent / f"{run.name}-last-checkpoint"
+    real_save = training.save_checkpoint
+
+    def save_and_keep(path, state):
+        real_save(path, state)
+        shutil.copy(path, kept)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "save_checkpoint", save_and_keep)
+        _train(tiny_gpt2_dir, tiny_data, run, train_yaml)
+    (run / "mask.safetensors").unlink()
+    (run / "run.json").unlink()
+    shutil.copy(kept, run / "checkpoints" / "last.safetensors")
+    return run
+
+
+def test_resume_with_other_config_is_refused(monkeypatch, tiny_gpt2_dir, tiny_data, train_yaml, tmp_path):
+    run = killed_after_last_checkpoint(monkeypatch, tiny_gpt2_dir, tiny_data, train_yaml, tmp_path / "run")
     with pytest.raises(KcsError, match="config lr=0.2, now 0.1"):
         _train(tiny_gpt2_dir, tiny_data, run, train_yaml, lr=0.1)
 
@@ -109,10 +126,11 @@ def test_killed_run_resumes_to_the_identical_mask(tiny_gpt2_dir, tiny_data, tmp_
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run / "mask.safetensors").exists(), "the run finished before it could be killed"
-    assert (run / "checkpoints" / "last.pt").exists()
+    assert (run / "checkpoints" / "last.safetensors").exists()
 
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     resumed = load_file(run / "mask.safetensors")
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
     steps = [int(line.split(",")[0]) for line in log.read_text().splitlines()[1:]]
     assert steps == list(range(1, 61))  # no step logged twice or lost
+    assert not (run / "checkpoints" / "last.safetensors").exists(), "a finished run keeps no resume state"

@@ -89,7 +89,7 @@ def test_download_lama_keeps_conceptnet_and_pins_it(tmp_path):
     with serve({"/LAMA/data.zip": archive}) as server:
         assert run_cli("download-lama", "--to", tmp_path / "lama", "--url", server.url("/LAMA/data.zip"),
                        "--lock", lock) == 0
-    assert leftovers(tmp_path / "lama") == ["ConceptNet", "ConceptNet/test.jsonl"]
+    assert leftovers(tmp_path / "lama") == [".kcs_output", "ConceptNet", "ConceptNet/test.jsonl"]
     assert len(conceptnet.read_lama(tmp_path / "lama")) == 113
     assert json.loads(lock.read_text())[conceptnet.LAMA_LOCK_NAME]["sha256"] == sha(archive)
 
@@ -143,8 +143,8 @@ def test_download_wikitext_writes_one_text_file_per_split(tmp_path):
     with serve(files) as server:
         assert run_cli("download-wikitext", "--to", tmp_path / "wt", "--base-url", server.url("/wt"),
                        "--lock", tmp_path / "lock.json") == 0
-    assert sorted(p.name for p in (tmp_path / "wt").iterdir()) == ["SOURCE.json", "test.txt", "train.txt",
-                                                                  "validation.txt"]
+    assert sorted(p.name for p in (tmp_path / "wt").iterdir()) == [".kcs_output", "SOURCE.json", "test.txt",
+                                                                  "train.txt", "validation.txt"]
     assert corpora.wikitext_lines("train", tmp_path / "wt") == ["", " = Valkyria Chronicles III = ", "",
                                                                " Senjō no Valkyria 3 is a game . "]
     out = tmp_path / "L.txt"
@@ -187,7 +187,7 @@ def test_download_wordnet_from_an_nltk_data_server(tmp_path, wordnet_package, mo
         monkeypatch.setenv("KCS_NLTK_INDEX_URL", server.url("/index.xml"))
         assert run_cli("download-wordnet", "--to", tmp_path / "nltk_data") == 0
     assert leftovers(tmp_path / "nltk_data" / "corpora") == ["wordnet"] + [
-        f"wordnet/{n}" for n in sorted([*wordnet.DATABASE_FILES, "lexnames"])]
+        f"wordnet/{n}" for n in sorted([".kcs_output", *wordnet.DATABASE_FILES, "lexnames"])]
     wn = wordnet.load_wordnet(tmp_path / "nltk_data")
     assert [s.name() for s in wn.synset("cabin.n.02").hypernyms()] == ["house.n.01"]
 

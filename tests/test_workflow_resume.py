@@ -3,6 +3,7 @@ when the DAG is run again, instead of starting over."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -60,7 +61,7 @@ def is_kcs_train(pid: int) -> bool:
 
 def checkpoint_step(workdir: Path) -> int:
     log = workdir / RUN / "train_log.csv"
-    if not (workdir / RUN / "checkpoints" / "last.pt").exists() or not log.exists():
+    if not (workdir / RUN / "checkpoints" / "last.safetensors").exists() or not log.exists():
         return 0
     lines = log.read_text().splitlines()
     return len(lines) - 1
@@ -115,5 +116,7 @@ def test_changed_inputs_restart_the_training(tmp_path):
     config["training"]["steps"] = 12
     write_config(path, config)
     run_snakemake(workdir, *args)
-    assert "its checkpoint was made with config steps=8, now 12; resume with the same config, or use a new --out directory; starting over" in (workdir / LOG).read_text()
+    assert "resuming" not in (workdir / LOG).read_text()
+    assert not (workdir / RUN / "checkpoints" / "last.safetensors").exists()  # a finished run keeps no resume state
+    assert json.loads((workdir / RUN / "run.json").read_text())["steps"] == 12
     assert list(pd.read_csv(workdir / RUN / "train_log.csv")["step"]) == list(range(1, 13))

@@ -46,7 +46,13 @@ def run_evaluate(args) -> int:
         path = Path(args.full_metrics)
         if not path.is_file():
             raise KcsError(f"{path}: full-model metrics file not found (make it with `kcs evaluate-full`)")
-        full = json.loads(path.read_text())
+        try:
+            full = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise KcsError(f"{path}: not a JSON metrics file ({err}); give the output of `kcs evaluate-full`") from None
+        if not isinstance(full, dict) or full.get("kind") != "full" or "raw" not in full:
+            raise KcsError(f"{path}: not a `kcs evaluate-full` metrics file (no kind 'full' with raw metrics); "
+                           "make it with `kcs evaluate-full`")
     result = evaluate_mask(args.model, args.mask, args.targetkg, args.controlkg, args.controllm, config, full, args.device,
                            controlkg_test=args.controlkg_test)
     write_json(args.out, result)

@@ -39,7 +39,7 @@ def run_random(args) -> int:
 
     mask = load_mask(args.like)
     randomised = random_like(mask, args.seed)
-    save_mask(args.out, randomised, **_meta(mask), kind="random", like=str(args.like),
+    save_mask(args.out, randomised, **_meta(mask), binary=True, kind="random", like=str(args.like),
               provenance=provenance(seed=args.seed, model=mask.metadata["base_model"], like=str(args.like)))
     print(f"{args.out}: sparsity {randomised.sparsity():.5f} (matches {mask.sparsity():.5f})")
     return 0
@@ -52,7 +52,7 @@ def run_combine(args) -> int:
 
     masks = [load_mask(path) for path in args.masks]
     combined = combine(masks, args.how)
-    save_mask(args.out, combined, **_meta(masks[0]), kind=f"combined-{args.how}",
+    save_mask(args.out, combined, **_meta(masks[0]), binary=True, kind=f"combined-{args.how}",
               provenance=provenance(model=masks[0].metadata["base_model"], sources=args.masks, how=args.how))
     print(f"{args.out}: sparsity {combined.sparsity():.5f}")
     return 0

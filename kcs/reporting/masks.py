@@ -7,39 +7,23 @@ full matrix, so one formula serves both granularities. The model itself is not n
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
 import pandas as pd
-from safetensors import SafetensorError, safe_open
 
 from kcs.errors import KcsError
+from kcs.maskfile import parse_mask_name, read_mask_tensors
 from kcs.reporting.layout import parse_paths
-
-_BLOCK_NAME = re.compile(r"^(?P<prefix>.+?)\.(?P<block>\d+)\.(?P<module>.+)\.weight$")
 
 
 def mask_density(path: str | Path) -> pd.DataFrame:
     """Rows: block, module, weights (size of the matrix), density (share in the subnetwork)."""
+    _, tensors, shapes = read_mask_tensors(path)
     rows = []
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            shapes = json.loads(metadata.get("weight_shapes", "{}"))
-            for name in handle.keys():
-                match = _BLOCK_NAME.match(name)
-                if match is None:
-                    raise KcsError(f"{path}: mask entry '{name}' is not a block weight (expected PREFIX.N.MODULE.weight)")
-                logits = handle.get_tensor(name)
-                shape = shapes.get(name, list(logits.shape))
-                weights = int(shape[0]) * int(shape[1])
-                rows.append({"block": int(match["block"]), "module": match["module"], "weights": weights,
-                             "density": float((logits > 0).float().mean())})
-    except (SafetensorError, OSError) as err:
-        raise KcsError(f"{path}: not a readable mask file ({err})") from None
-    if not rows:
-        raise KcsError(f"{path}: the mask file holds no tensor")
+    for name, logits in tensors.items():
+        block, module = parse_mask_name(name)
+        rows.append({"block": block, "module": module, "weights": shapes[name][0] * shapes[name][1],
+                     "density": float((logits > 0).float().mean())})
     return pd.DataFrame(rows)
 
 
