@@ -11,6 +11,8 @@
 # Orchestration only: the configuration is validated and turned into targets in rules/common.smk;
 # each rule calls the `kcs` command line. See docs/pipeline.md.
 
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -30,6 +32,12 @@ include: "rules/training.smk"
 include: "rules/evaluation.smk"
 include: "rules/downstream.smk"
 include: "rules/reporting.smk"
+
+
+# What the merged configuration resolved to, before anything runs (dry runs included); once per
+# invocation, not again in each job's own process.
+if workflow.is_main_process:
+    print(resolved_summary(), file=sys.stderr)
 
 
 rule all:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -88,5 +89,27 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
+def write_json(path: str | os.PathLike, obj: Any, *, finite: bool = False) -> None:
+    """Write JSON atomically. `finite`: refuse NaN and infinities (results: a wrong number must
+    fail loudly, not land in a table); the error names the first such entry."""
+    if finite:
+        where = first_non_finite(obj)
+        if where is not None:
+            from kcs.errors import KcsError
+
+            raise KcsError(f"{path}: not written: {where[0]} is {where[1]} (a diverged or broken computation); "
+                           "nothing was written")
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def first_non_finite(obj: Any, where: str = "") -> tuple[str, float] | None:
+    """(key path, value) of the first NaN or infinite number in nested dicts and lists, or None."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (where or "the value", obj)
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = first_non_finite(value, f"{where}.{key}" if where and isinstance(key, str) else
+                                 f"{where}[{key}]" if where else str(key))
+        if found is not None:
+            return found
+    return None

@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     except KcsError as err:
         print(f"kcs {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a read-only folder, a vanished file: the system's words, one line
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"kcs {args.command}: error: {where}{err.strerror or err}; nothing partial was kept "
+              "(outputs are written beside and renamed into place)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -56,6 +56,9 @@ def save_mask(path: str | os.PathLike, mask: WeightMask, *, base_model: str, mod
         "provenance": json.dumps(provenance or {}),
         **{key: str(value) for key, value in extra.items()},
     }
+    bad = [name for name, logits in zip(mask.names, mask.logits) if torch.isnan(logits).any()]
+    if bad:
+        raise KcsError(f"{path}: not written: matrix '{bad[0]}' has NaN logits (a diverged run)")
     if binary:
         tensors = {name: torch.from_numpy(np.packbits(member.cpu().numpy().reshape(-1)))
                    for name, member in mask.binary().items()}

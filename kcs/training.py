@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 import random
 import shutil
@@ -299,6 +300,10 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
         t_step = time.perf_counter()
         lr, lam_reg, terms, sparsity_term, total = mask_step(lm, optimiser, config, samplers, data, step_index)
         step_times.append(time.perf_counter() - t_step)
+        if not math.isfinite(float(total.detach())):
+            raise KcsError(f"{out_dir}: the loss became {float(total.detach())} at step {step} (terms: "
+                           + ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in terms.items())
+                           + "); the run diverged: lower lr or check the inputs (no mask was written)")
 
         row = {
             "step": step, "lr": lr, "lambda_reg": lam_reg, "loss": float(total.detach()),
@@ -321,7 +326,7 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
                         elapsed_s=elapsed, seconds_per_step_this_session=(sum(step_times) / len(step_times)) if step_times else None,
                         final_sparsity=mask.sparsity(), device=str(dev), caches=data.cache_report())
     save_mask(final_mask, mask, base_model=str(model), model_type=lm_model.config.model_type, provenance=record)
-    write_json(out_dir / "run.json", record)
+    write_json(out_dir / "run.json", record, finite=True)
     # the run is complete (mask.safetensors + run.json): its resume state (logits and two Adam
     # moments, 3x the mask) is dead weight, ~570 GB over the paper's grid
     last_ckpt.unlink(missing_ok=True)

@@ -774,3 +774,22 @@ def get_all_masks():
     return [
         _fill(MASK, model=m, kg=k, variant=v, seed=s) for m, k, v, s in training_runs()
     ]
+
+
+# ---- what this invocation resolved ---------------------------------------------------------------
+
+
+def resolved_summary():
+    """What the merged configuration (config.yaml <- --configfile) asks for, in a few lines:
+    a partial --configfile inherits the paper's grid and 40,000 steps, so say it before starting."""
+    runs = training_runs()
+    steps = sorted({train_config_values(m, v).get("steps", 40000) for m, _, v, _ in runs})
+    lines = [
+        f"kcs pipeline: results in {RESULTS}/",
+        f"  models: {', '.join(MODELS)}",
+        f"  TargetKGs: {', '.join(TARGETKGS)}; ControlKGs: {', '.join(CONTROLKGS)}",
+        f"  seeds: {', '.join(map(str, SEEDS))}; variants: {', '.join(VARIANTS)}",
+        f"  mask trainings: {len(runs)} ({', '.join(map(str, steps))} steps); evaluations: {len(evaluations())}; "
+        f"downstream experiments: {len(DOWNSTREAM)}",
+    ]
+    return "\n".join(lines)

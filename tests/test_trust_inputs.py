@@ -298,3 +298,62 @@ def test_outputs_get_ordinary_permissions(mask_file, tmp_path):
     expected = 0o666 & ~umask
     assert stat.S_IMODE(out.stat().st_mode) == expected
     assert stat.S_IMODE(mask_file.stat().st_mode) == expected
+
+
+# -- no silent wrong number ---------------------------------------------------------------------
+def test_a_diverged_training_stops_with_an_error_and_writes_no_mask(tiny_gpt2_dir, tiny_data, small_config,
+                                                                   tmp_path, monkeypatch):
+    from kcs import objectives
+    from kcs.training import train_mask
+
+    monkeypatch.setattr(objectives, "suppression_kl", lambda logits: logits.sum() * float("nan"))
+    out = tmp_path / "run"
+    with pytest.raises(KcsError, match=r"the loss became nan at step 1 \(terms: targetkg nan"):
+        train_mask(str(tiny_gpt2_dir), tiny_data["targetkg"], tiny_data["controlkg"], [tiny_data["text"]], out,
+                   TrainConfig.from_yaml(small_config), progress=False)
+    assert not (out / "mask.safetensors").exists() and not (out / "run.json").exists()
+
+
+def test_results_with_a_non_finite_number_are_not_written(tmp_path):
+    from kcs.atomic import write_json
+
+    out = tmp_path / "metrics.json"
+    with pytest.raises(KcsError, match=r"targetkg\.ppl_remaining is inf"):
+        write_json(out, {"sparsity": 0.98, "targetkg": {"ppl_remaining": float("inf")}}, finite=True)
+    with pytest.raises(KcsError, match=r"per_fact\[1\] is nan"):
+        write_json(out, {"per_fact": [1.0, float("nan")]}, finite=True)
+    assert not out.exists()
+    write_json(out, {"p_value": float("nan")})  # other files may hold NaN where a statistic is undefined
+    assert out.exists()
+
+
+def test_a_mask_with_nan_logits_is_not_written(tiny_gpt2_dir, tmp_path):
+    model, _ = load_model(tiny_gpt2_dir)
+    mask = WeightMask.for_model(model, select_blocks(num_blocks(model)))
+    with torch.no_grad():
+        mask.logits[1][0, 0] = float("nan")
+    with pytest.raises(KcsError, match="NaN logits"):
+        save_mask(tmp_path / "m.safetensors", mask, base_model="x", model_type="gpt2")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("errno_name", ["ENOSPC", "EROFS", "EACCES"])
+def test_a_full_or_read_only_disk_is_one_line_and_leaves_nothing(mask_file, tmp_path, capsys, monkeypatch, errno_name):
+    import errno
+    import os
+
+    import kcs.maskfile
+
+    code = getattr(errno, errno_name)
+
+    def failing_save(tensors, filename, metadata=None):
+        with open(filename, "wb") as handle:
+            handle.write(b"half a file")
+        raise OSError(code, os.strerror(code), filename)
+
+    monkeypatch.setattr(kcs.maskfile, "save_file", failing_save)
+    out = tmp_path / "out" / "random.safetensors"
+    assert main(["random-mask", "--like", str(mask_file), "--seed", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert os.strerror(code) in err and "Traceback" not in err
+    assert not out.exists() and not list(out.parent.glob(".*.tmp"))

@@ -120,3 +120,56 @@ def test_changed_inputs_restart_the_training(tmp_path):
     assert not (workdir / RUN / "checkpoints" / "last.safetensors").exists()  # a finished run keeps no resume state
     assert json.loads((workdir / RUN / "run.json").read_text())["steps"] == 12
     assert list(pd.read_csv(workdir / RUN / "train_log.csv")["step"]) == list(range(1, 13))
+
+
+def _outputs_are_whole(results: Path) -> int:
+    """Every mask and JSON result under `results` reads back (no truncated or corrupt file); returns how many."""
+    from kcs.maskfile import load_mask
+
+    count = 0
+    for path in results.rglob("*"):
+        if path.suffix == ".safetensors" and "checkpoints" not in path.parts:
+            load_mask(path)
+            count += 1
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+            count += 1
+    return count
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_an_interrupted_dag_completes_on_a_plain_rerun(tmp_path, sig):
+    """Ctrl-C (SIGINT to the process group) or SIGKILL of the whole smoke DAG mid-way, then the same
+    command again: it completes, and every output reads back whole. Interrupted jobs are rerun by
+    the workflow profile (profiles/default: rerun-incomplete); a SIGKILLed Snakemake cannot remove
+    its lock, so there the documented `snakemake --unlock` comes first."""
+    workdir = prepare_workdir(tmp_path)
+    args = ("--cores", "all", "--configfile", "configs/smoke.yaml")
+    first = subprocess.Popen(snakemake_command(*args), cwd=workdir, env=pipeline_env(), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        runs = workdir / "results" / "smoke" / "runs"
+        while not (runs.exists() and any(runs.rglob("train_log.csv"))):  # mid-way: a training has begun
+            assert first.poll() is None, "snakemake ended before any training began:\n" + first.stdout.read()
+            assert time.monotonic() < deadline, "no training began within 300 s"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        os.killpg(first.pid, sig)
+        output, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    assert first.returncode != 0, output[-2000:]
+    assert not (workdir / "results" / "smoke" / "tables" / "main.md").exists()
+
+    if sig == signal.SIGKILL:
+        refused = subprocess.run(snakemake_command(*args), cwd=workdir, env=pipeline_env(), capture_output=True,
+                                 text=True, timeout=300)
+        assert refused.returncode != 0 and "--unlock" in refused.stdout + refused.stderr
+        run_snakemake(workdir, "--unlock", *args)
+    run_snakemake(workdir, *args)  # the plain command again
+    assert (workdir / "results" / "smoke" / "tables" / "main.md").exists()
+    assert _outputs_are_whole(workdir / "results" / "smoke") > 20
+    assert "Nothing to be done" in run_snakemake(workdir, "-n", *args).stdout

@@ -55,7 +55,7 @@ def run_evaluate(args) -> int:
                            "make it with `kcs evaluate-full`")
     result = evaluate_mask(args.model, args.mask, args.targetkg, args.controlkg, args.controllm, config, full, args.device,
                            controlkg_test=args.controlkg_test)
-    write_json(args.out, result)
+    write_json(args.out, result, finite=True)
     print(f"sparsity {result['sparsity']:.4f}  " + "  ".join(
         f"{label} ppl {result[key]['ppl_full']:.2f} -> {result[key]['ppl_remaining']:.2f}"
         for key, label in SUMMARY if key in result))
@@ -69,7 +69,7 @@ def run_full(args) -> int:
     config = TrainConfig.from_yaml(args.config)
     result = evaluate_full_model(args.model, args.targetkg, args.controlkg, args.controllm, config, args.device,
                                  controlkg_test=args.controlkg_test)
-    write_json(args.out, result)
+    write_json(args.out, result, finite=True)
     print("full model: " + "  ".join(f"{label} ppl {result['raw'][key]['ppl']:.2f}"
                                      for key, label in SUMMARY if key in result["raw"]))
     return 0
