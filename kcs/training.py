@@ -188,7 +188,7 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     final_mask = out_dir / "mask.safetensors"
     ckpt_dir = out_dir / "checkpoints"
     last_ckpt = ckpt_dir / "last.safetensors"
-    legacy_ckpt = ckpt_dir / "last.pt"  # kcs before 0.3 pickled its checkpoints; never unpickled now
+    legacy_ckpt = ckpt_dir / "last.pt"  # earlier kcs pickled its checkpoints; never unpickled now
     inputs = {"targetkg": targetkg, "controlkg": controlkg, "controlkg_val": controlkg_val}
     fingerprint = {k: file_sha256(v) for k, v in inputs.items() if v is not None}
     fingerprint.update({f"controllm[{i}]": file_sha256(p) for i, p in enumerate(controllm)})
