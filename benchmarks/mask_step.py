@@ -45,21 +45,10 @@ from kcs.masking import MaskedLM, WeightMask
 from kcs.models import num_blocks, resolve_device, select_blocks
 from kcs.prefix import PrefixCache
 from kcs.provenance import package_versions
+from kcs.shapes import KNOWN_SHAPES, known_config
 from kcs.training import CyclingSampler, TrainingData, mask_step
 
-SHAPES = {
-    "gpt2": dict(family="gpt2", n_layer=12, n_embd=768, n_head=12),
-    "gpt2-medium": dict(family="gpt2", n_layer=24, n_embd=1024, n_head=16),
-    "gpt2-large": dict(family="gpt2", n_layer=36, n_embd=1280, n_head=20),
-    "gpt2-xl": dict(family="gpt2", n_layer=48, n_embd=1600, n_head=25),
-    # SmolLM2-135M's shape (offline-resources.md): 30 layers, hidden 576, MLP 1536, 9 heads, 3 KV heads
-    "smollm2-135m": dict(family="llama", num_hidden_layers=30, hidden_size=576, intermediate_size=1536,
-                         num_attention_heads=9, num_key_value_heads=3, vocab_size=49152),
-    # tiny shapes: the benchmark's own test (tests/test_benchmarks.py)
-    "tiny-gpt2": dict(family="gpt2", n_layer=4, n_embd=32, n_head=4, vocab_size=300),
-    "tiny-llama": dict(family="llama", num_hidden_layers=4, hidden_size=32, intermediate_size=64,
-                       num_attention_heads=4, num_key_value_heads=2, vocab_size=300),
-}
+SHAPES = KNOWN_SHAPES  # kcs/shapes.py: GPT-2 small..XL, SmolLM2-135M and the tiny shapes of the test
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,17 +79,10 @@ DATA = {
 
 
 def build(shape: str, device: torch.device):
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    spec = dict(SHAPES[shape])
-    family = spec.pop("family")
     torch.manual_seed(0)
-    if family == "gpt2":
-        spec.setdefault("vocab_size", 50257)
-        config = GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **spec)
-        model = GPT2LMHeadModel(config)
-    else:
-        model = LlamaForCausalLM(LlamaConfig(tie_word_embeddings=True, **spec))
+    model = AutoModelForCausalLM.from_config(known_config(shape))
     return model.to(device).eval().requires_grad_(False)
 
 

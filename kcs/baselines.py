@@ -10,9 +10,17 @@ from kcs.errors import KcsError
 from kcs.masking import WeightMask
 
 
-def random_like(mask: WeightMask, seed: int) -> WeightMask:
+def draw_seed(seed: int, draw: int = 1) -> int:
+    """The generator seed of random draw `draw` (1, 2, ...) for a run's seed: draw 1 is the seed
+    itself (one draw per run, as before draws were counted), later draws are spaced far apart."""
+    if draw < 1:
+        raise KcsError(f"random draw must be 1 or more, got {draw}")
+    return seed + 1_000_003 * (draw - 1)
+
+
+def random_like(mask: WeightMask, seed: int, draw: int = 1) -> WeightMask:
     """A random subnetwork with exactly as many removed weights (or neurons) in every matrix as `mask`."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(draw_seed(seed, draw))
     members = {}
     for name, member in mask.binary().items():
         count = int(member.sum())

@@ -52,7 +52,8 @@ class TrainConfig:
     eval_lm_batch_size: int = 8
     prefix_cache_mb: int = 2048  # cache the hidden states entering the first masked block up to this size
     reference_cache_mb: int = 2048  # cache the frozen full model's last hidden states up to this size
-    keep_step_masks: bool = True  # keep a mask file per checkpoint (for checkpoint selection)
+    keep_step_masks: bool = True  # keep a bit-packed mask every step_mask_every steps (checkpoint selection)
+    step_mask_every: int | None = None  # None: at every checkpoint; always at the last step
 
     def __post_init__(self) -> None:
         if self.granularity not in ("weight", "neuron"):
@@ -114,7 +115,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     **{key: (lambda v: v >= 1, ">= 1") for key in (
         "top_k_blocks", "targetkg_batch_size", "controlkg_batch_size", "controllm_batch_size", "controllm_max_blocks",
         "eval_controllm_blocks", "controlkg_val_size", "validate_every", "checkpoint_every", "eval_batch_size",
-        "eval_lm_batch_size")},
+        "eval_lm_batch_size", "step_mask_every")},
     "controllm_block_size": (lambda v: v >= 2, ">= 2 (a block predicts its tokens from the ones before)"),
     **{key: (lambda v: v >= 0, ">= 0") for key in ("prefix_cache_mb", "reference_cache_mb")},
 }

@@ -9,6 +9,8 @@ Rank: 0-based rank of the gold last token; logprob: its natural-log probability.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from typing import Sequence
 
@@ -19,6 +21,9 @@ from kcs.encoding import KGEncoding, encode_verbalisations, paraphrase_items
 from kcs.kg import Fact
 from kcs.masking import MaskedLM
 from kcs.prefix import PrefixCache
+from kcs.progress import ProgressLog
+
+log = logging.getLogger(__name__)
 
 KG_SETS = ("targetkg", "controlkg")
 
@@ -26,6 +31,15 @@ KG_SETS = ("targetkg", "controlkg")
 def _batches(n: int, batch_size: int):
     for start in range(0, n, batch_size):
         yield torch.arange(start, min(start + batch_size, n))
+
+
+def _progress(label: str | None, n: int, batch_size: int, every: int) -> ProgressLog | None:
+    # only evaluation jobs name themselves: the validation inside training stays quiet
+    return ProgressLog(log, label, math.ceil(n / batch_size), every, unit="batch") if label else None
+
+
+def _running_ppl(batch_ppls: dict[str, list[float]]) -> dict[str, float]:
+    return {f"ppl_{view}": sum(values) / len(values) for view, values in batch_ppls.items()}
 
 
 def _check_prefix(lm: MaskedLM, prefix: PrefixCache | None, input_ids: torch.Tensor) -> None:
@@ -39,16 +53,19 @@ def _check_prefix(lm: MaskedLM, prefix: PrefixCache | None, input_ids: torch.Ten
 
 @torch.no_grad()
 def kg_statistics(lm: MaskedLM, views: Sequence[str], enc: KGEncoding, batch_size: int,
-                  prefix: PrefixCache | None = None) -> dict[str, dict[str, torch.Tensor | float]]:
+                  prefix: PrefixCache | None = None, log_label: str | None = None,
+                  log_every: int = 20) -> dict[str, dict[str, torch.Tensor | float]]:
     """Per view: the paper's KG perplexity, tail-token perplexity, NLL and rank of each fact.
 
     Each batch runs the frozen prefix once (or takes it from `prefix`, whose first rows are
-    `enc`'s) and only the masked blocks per view.
+    `enc`'s) and only the masked blocks per view. With `log_label`, progress lines (batches done,
+    running perplexity) are logged every `log_every` batches or minute.
     """
     _check_prefix(lm, prefix, enc.input_ids)
     device = lm.device
     acc = {view: {"nll": [], "rank": [], "batch_ppl": [], "tail_nll": 0.0, "tail_tokens": 0} for view in views}
-    for rows in _batches(len(enc), batch_size):
+    progress = _progress(log_label, len(enc), batch_size, log_every)
+    for batch_number, rows in enumerate(_batches(len(enc), batch_size), 1):
         batch = enc.subset(rows).to(device)
         inputs = (prefix.block_inputs(rows, batch.input_ids, batch.attention_mask) if prefix is not None
                   else lm.lower(batch.input_ids, batch.attention_mask))
@@ -68,6 +85,8 @@ def kg_statistics(lm: MaskedLM, views: Sequence[str], enc: KGEncoding, batch_siz
             tail_logits = lm.head(hidden[tail_rows, tail_positions]).float()
             a["tail_nll"] += F.cross_entropy(tail_logits, labels[tail_rows, tail_positions], reduction="sum").item()
             a["tail_tokens"] += len(tail_rows)
+        if progress:
+            progress.update(batch_number, **_running_ppl({view: a["batch_ppl"] for view, a in acc.items()}))
     return {
         view: {
             "ppl": sum(a["batch_ppl"]) / len(a["batch_ppl"]),
@@ -81,23 +100,29 @@ def kg_statistics(lm: MaskedLM, views: Sequence[str], enc: KGEncoding, batch_siz
 
 @torch.no_grad()
 def lm_perplexity(lm: MaskedLM, views: Sequence[str], blocks: torch.Tensor, batch_size: int = 8,
-                  prefix: PrefixCache | None = None) -> dict[str, float]:
-    """Per view: mean over batches of exp(mean next-token NLL) over the text blocks."""
+                  prefix: PrefixCache | None = None, log_label: str | None = None,
+                  log_every: int = 20) -> dict[str, float]:
+    """Per view: mean over batches of exp(mean next-token NLL) over the text blocks (`log_label`:
+    as in `kg_statistics`)."""
     _check_prefix(lm, prefix, blocks)
     device = lm.device
     batch_ppls: dict[str, list[float]] = {view: [] for view in views}
-    for rows in _batches(blocks.shape[0], batch_size):
+    progress = _progress(log_label, blocks.shape[0], batch_size, log_every)
+    for batch_number, rows in enumerate(_batches(blocks.shape[0], batch_size), 1):
         ids = blocks[rows].to(device)
         inputs = prefix.block_inputs(rows, ids) if prefix is not None else lm.lower(ids)
         for view in views:
             logits = lm.head(lm.upper(view, inputs, stochastic=False)).float()
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
             batch_ppls[view].append(math.exp(loss.item()))
+        if progress:
+            progress.update(batch_number, **_running_ppl(batch_ppls))
     return {view: sum(values) / len(values) for view, values in batch_ppls.items()}
 
 
 def _kg_view_metrics(lm, views, facts, tokenizer, batch_size, where, with_paraphrases: bool) -> dict[str, dict]:
-    stats = kg_statistics(lm, views, encode_verbalisations(facts, tokenizer, where), batch_size)
+    stats = kg_statistics(lm, views, encode_verbalisations(facts, tokenizer, where), batch_size,
+                          log_label=f"evaluate {where}")
     out = {
         view: {
             "ppl": s["ppl"],
@@ -111,7 +136,8 @@ def _kg_view_metrics(lm, views, facts, tokenizer, batch_size, where, with_paraph
     }
     paraphrases = paraphrase_items(facts) if with_paraphrases else []
     if paraphrases:
-        para = kg_statistics(lm, views, encode_verbalisations(paraphrases, tokenizer, f"{where} paraphrases"), batch_size)
+        para = kg_statistics(lm, views, encode_verbalisations(paraphrases, tokenizer, f"{where} paraphrases"), batch_size,
+                             log_label=f"evaluate {where} paraphrases")
         for view in views:
             out[view]["paraphrase_ppl"] = para[view]["ppl"]
     return out
@@ -133,7 +159,7 @@ def evaluate_views(lm: MaskedLM, tokenizer, views: Sequence[str], kgs: dict[str,
         for view, metrics in _kg_view_metrics(lm, views, facts, tokenizer, kg_batch_size, name, with_paraphrases).items():
             results[view][name] = metrics
     if text_blocks is not None:
-        for view, ppl in lm_perplexity(lm, views, text_blocks, lm_batch_size).items():
+        for view, ppl in lm_perplexity(lm, views, text_blocks, lm_batch_size, log_label="evaluate controllm").items():
             results[view]["controllm"] = {"ppl": ppl, "n_blocks": int(text_blocks.shape[0])}
     return results
 
@@ -222,6 +248,16 @@ def evaluate_full_model(model: str, targetkg, controlkg, controllm: Sequence, co
     }
 
 
+def mask_selection(metadata: dict) -> dict | None:
+    """Which checkpoint of its run a learned mask is: the rule that chose it (`kcs select-checkpoint`),
+    or the final mask (no step of its own); None for random and combined masks and hand-picked steps."""
+    if "selection" in metadata:
+        return json.loads(metadata["selection"])
+    if metadata.get("kind", "learned") == "learned" and metadata.get("step") is None:
+        return {"rule": "final"}
+    return None
+
+
 def evaluate_mask(model: str, mask_path, targetkg, controlkg, controllm: Sequence, config,
                   full_metrics: dict | None = None, device=None, controlkg_test=None) -> dict:
     """The metrics file of one mask: sparsity and full vs remaining on TargetKG, ControlKG, ControlLM
@@ -262,7 +298,8 @@ def evaluate_mask(model: str, mask_path, targetkg, controlkg, controllm: Sequenc
     result["controllm"] = compare(full["controllm"], remaining["controllm"])
     result["per_fact"] = {"targetkg": result["targetkg"].pop("per_fact")}
     metadata = getattr(mask, "metadata", {})
-    result["mask"] = {"path": str(mask_path), "kind": metadata.get("kind", "learned"), "step": metadata.get("step")}
+    result["mask"] = {"path": str(mask_path), "kind": metadata.get("kind", "learned"), "step": metadata.get("step"),
+                      "selection": mask_selection(metadata)}
     result["provenance"] = provenance(config=config.to_dict(), model=str(model), inputs=fingerprint,
                                       mask_provenance=metadata.get("provenance"))
     return result

@@ -35,6 +35,7 @@ from kcs.maskfile import save_mask
 from kcs.masking import MaskedLM, WeightMask
 from kcs.models import load_model, num_blocks, select_blocks
 from kcs.prefix import PrefixCache
+from kcs.progress import ProgressLog
 from kcs.provenance import file_sha256, provenance
 from kcs.reference import FullModelReference
 
@@ -178,8 +179,12 @@ def _set_rng_state(state: dict) -> None:
 def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.PathLike,
                controllm: Sequence[str | os.PathLike], out_dir: str | os.PathLike, config: TrainConfig,
                seed: int = 42, controlkg_val: str | os.PathLike | None = None, device: str | None = None,
-               progress: bool = True, restart_if_changed: bool = False) -> Path:
+               progress: bool = True, restart_if_changed: bool = False, log_every: int = 100,
+               log_seconds: float = 60.0) -> Path:
     """Train (or resume, or recognise as finished) a mask; returns the path of the final mask file.
+
+    A progress line (step, losses, sparsity, rate, ETA) is logged every `log_every` steps or
+    `log_seconds` seconds, whichever comes first, and at the first and last step, bar or no bar.
 
     A checkpoint made with other arguments is refused, or, with `restart_if_changed` (what a
     pipeline wants when its inputs changed), discarded with the rest of the run directory.
@@ -273,9 +278,12 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
             "elapsed_s": elapsed,
         }
         save_checkpoint(last_ckpt, state)
-        if config.keep_step_masks:
-            save_mask(ckpt_dir / f"step-{step:06d}.safetensors", mask, base_model=str(model), binary=True,
-                      model_type=lm_model.config.model_type, step=str(step), sparsity=f"{mask.sparsity():.5f}")
+
+    def keep_step_mask(step: int) -> None:
+        # written before the step's checkpoint: a resumed run has every step mask up to it (later
+        # ones are rewritten identically, the resumed steps being bit-identical)
+        save_mask(ckpt_dir / f"step-{step:06d}.safetensors", mask, base_model=str(model), binary=True,
+                  model_type=lm_model.config.model_type, step=str(step), sparsity=f"{mask.sparsity():.5f}")
 
     def validate() -> dict:
         lm.eval()
@@ -294,6 +302,7 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     lm.train()
     bar = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps, disable=not progress,
                desc=f"train {Path(out_dir).name}", dynamic_ncols=True)
+    progress_log = ProgressLog(log, f"train {out_dir.name}", config.steps, log_every, log_seconds, start=start_step)
     step_times = []
     for step_index in bar:
         step = step_index + 1
@@ -315,7 +324,11 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
             row.update(validate())
         train_log.write(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", tkg=f"{row['loss_targetkg']:.3f}", sparsity=f"{row['sparsity']:.4f}")
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        progress_log.update(step, **{k: v for k, v in row.items() if k not in ("step", "lr")})
+        last = step == config.steps
+        if config.keep_step_masks and (step % (config.step_mask_every or config.checkpoint_every) == 0 or last):
+            keep_step_mask(step)
+        if step % config.checkpoint_every == 0 or last:
             checkpoint(step, elapsed_before + time.perf_counter() - t0)
     bar.close()
     train_log.close()

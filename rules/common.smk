@@ -1,35 +1,21 @@
 # The configuration, checked and turned into file names, targets and per-rule resources.
 # Every input function of the rules lives here (named get_*); the rules hold no Python logic.
 
+import os
 import re
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-
-def _config_error(err):
-    """The schema's complaint in one line, naming the key: `config: training.steps: 'x' is not ...`."""
-    import jsonschema
-
-    cause = (
-        err.__context__
-    )  # snakemake's validate raises while handling jsonschema's error
-    if not isinstance(cause, jsonschema.ValidationError):
-        return err
-    cause = jsonschema.exceptions.best_match([cause])
-    where = "".join(
-        f"[{p}]" if isinstance(p, int) else f".{p}" for p in cause.absolute_path
-    ).lstrip(".")
-    return WorkflowError(
-        f"config: {where or '(top level)'}: {cause.message} (schema: kcs/schemas/config.schema.json; "
-        "every key is documented in config.yaml)"
-    )
+from kcs import grid, shapes
+from kcs.errors import KcsError
 
 
 try:
     validate(config, "../kcs/schemas/config.schema.json")
 except WorkflowError as err:
-    raise _config_error(err) from None
+    raise WorkflowError(f"config: {grid.schema_error(err)}") from None
 
 
 def _index(kind, entries):
@@ -60,10 +46,9 @@ CONTROLKGS = _index("controlkgs", config["controlkgs"])
 ABLATIONS = _index("ablations", config["ablations"])
 DOWNSTREAM = _index("downstream", config["downstream"])
 SEEDS = list(config["seeds"])
-DEFAULT = "default"  # the paper's training objective; ablations are the other variants
+DEFAULT = grid.DEFAULT_VARIANT
 VARIANTS = [DEFAULT] + list(ABLATIONS)
-# TargetKGs in the tables (and trained for every model and seed); the others serve downstream only.
-TABLE_KGS = [name for name, kg in TARGETKGS.items() if kg.get("tables", True)]
+TABLE_KGS = grid.table_kgs(config)
 
 for _name, _kg in TARGETKGS.items():
     _check_names(
@@ -112,9 +97,26 @@ CONTROLKG = f"{DATA}/{{model}}/controlkg/{{controlkg}}/{{split}}.jsonl"
 CONTROLLM = f"{DATA}/controllm/{{split}}.txt"
 RUN_DIR = f"{RESULTS}/runs/{{model}}/{{kg}}/{{variant}}/seed{{seed}}"
 MASK = f"{RUN_DIR}/mask.safetensors"
+# Checkpoints over training (training keep_step_masks): each run's step masks evaluated on
+# validation data, and the mask a selection rule picks (config checkpoint_selection)
+STEPS = f"{RESULTS}/steps/{{model}}/{{kg}}/{{variant}}/seed{{seed}}.json"
+SELECTED_MASK = f"{RUN_DIR}/selected.safetensors"
+SELECTION_RECORD = f"{RUN_DIR}/selection.json"
+SELECTION = config["checkpoint_selection"]
+# The mask every evaluation, baseline, combination and downstream start reads: the final one, or
+# the checkpoint chosen by the rule "best".
+LEARNED_MASK = SELECTED_MASK if SELECTION["rule"] == "best" else MASK
 CURVES = f"{RESULTS}/curves/{{model}}/{{kg}}/{{variant}}/seed{{seed}}.csv"
-RANDOM_MASK = (
-    f"{RESULTS}/random_masks/{{model}}/{{kg}}/{{variant}}/seed{{seed}}.safetensors"
+# method: learned, random (the first random draw) or random-N (draw N, config random_draws)
+RANDOM_MASK = f"{RESULTS}/random_masks/{{model}}/{{kg}}/{{variant}}/seed{{seed}}/{{method}}.safetensors"
+# the seed masks of a (model, TargetKG) combined (union, intersection, majority), and a random
+# subnetwork of the same size per matrix for each
+COMBINED_MASK = f"{RESULTS}/combined/{{model}}/{{kg}}/{{combination}}.safetensors"
+COMBINED_RANDOM_MASK = (
+    f"{RESULTS}/combined/{{model}}/{{kg}}/{{combination}}.random.safetensors"
+)
+COMBINED_METRICS = (
+    f"{RESULTS}/combined_metrics/{{model}}/{{kg}}/{{combination}}/{{method}}.json"
 )
 FULL_METRICS = f"{RESULTS}/full_model/{{model}}/{{kg}}.json"
 METRICS = f"{RESULTS}/metrics/{{model}}/{{kg}}/{{variant}}/seed{{seed}}/{{method}}.json"
@@ -144,7 +146,8 @@ wildcard_constraints:
     split="train|val|test",
     paper_kg="[A-Za-z0-9.-]+",
     paper_model="gpt2(-medium|-large|-xl)?",
-    method="learned|random",
+    method=r"learned|random(-[0-9]+)?",
+    combination="|".join(grid.COMBINATIONS),
     start="full|remaining|random",
 
 
@@ -152,34 +155,13 @@ wildcard_constraints:
 
 
 def training_runs():
-    """(model, kg, variant, seed) of every mask to train, in config order, without repeats."""
-    runs = []
-    for model in MODELS:
-        for kg in TABLE_KGS:
-            runs += [(model, kg, DEFAULT, seed) for seed in SEEDS]
-    for name, ablation in ABLATIONS.items():
-        for model in ablation.get("models", list(MODELS)):
-            for kg in ablation.get("targetkgs", TABLE_KGS):
-                runs += [(model, kg, name, seed) for seed in SEEDS]
-    for exp in DOWNSTREAM.values():
-        if {"remaining", "random"} & set(exp["starts"]):
-            for model in exp["models"]:
-                runs += [
-                    (model, exp["removed"], DEFAULT, seed) for seed in exp["seeds"]
-                ]
-    return list(dict.fromkeys(runs))
+    """(model, kg, variant, seed) of every mask to train (kcs.grid: the same runs `kcs disk-usage` counts)."""
+    return grid.training_runs(config)
 
 
 def evaluations():
     """(model, kg, variant, seed, method) of every metrics file in the tables."""
-    out = []
-    for model, kg, variant, seed in training_runs():
-        if kg not in TABLE_KGS:
-            continue
-        out.append((model, kg, variant, seed, "learned"))
-        if variant == DEFAULT and config["random_baseline"]:
-            out.append((model, kg, variant, seed, "random"))
-    return out
+    return grid.evaluations(config)
 
 
 def _fill(pattern, **values):
@@ -193,12 +175,56 @@ def get_metrics_files():
     ]
 
 
+def get_combined_metrics_files():
+    return [
+        _fill(COMBINED_METRICS, model=m, kg=k, combination=c, method=method)
+        for m, k, c in grid.seed_combinations(config)
+        for method in ("learned", "random")
+    ]
+
+
 def get_default_masks():
     return [
-        _fill(MASK, model=m, kg=k, variant=v, seed=s)
+        _fill(LEARNED_MASK, model=m, kg=k, variant=v, seed=s)
         for m, k, v, s in training_runs()
         if v == DEFAULT and k in TABLE_KGS
     ]
+
+
+def get_first_random_masks():
+    """The first random draw of every default-variant table run (the structure figure's baseline)."""
+    if not config["random_baseline"]:
+        return []
+    return [
+        _fill(RANDOM_MASK, model=m, kg=k, variant=v, seed=s, method="random")
+        for m, k, v, s in training_runs()
+        if v == DEFAULT and k in TABLE_KGS
+    ]
+
+
+def get_structure_model_dirs():
+    return [get_model_dir(SimpleNamespace(model=model)) for model in MODELS]
+
+
+def get_structure_model_args(wildcards, input):
+    """--model NAME=DIR per model: the structure figure reads the head counts from config.json."""
+    return " ".join(
+        f"--model {model}={folder}" for model, folder in zip(MODELS, input.models)
+    )
+
+
+def paraphrase_kgs():
+    """Table KGs whose facts carry paraphrases: verbalised by kcs for the model (kcs's other templates)
+    rather than the authors' sentences, which come without paraphrases."""
+    return [
+        kg
+        for kg in TABLE_KGS
+        if any(targetkg_file(m, kg) == _fill(TARGETKG, model=m, kg=kg) for m in MODELS)
+    ]
+
+
+def get_paraphrase_kg_order():
+    return ",".join(paraphrase_kgs())
 
 
 def get_default_curves():
@@ -234,12 +260,19 @@ def get_downstream_results():
 
 def get_table_outputs():
     names = ["main", "kgs", "compute_cost"] + (["ablations"] if ABLATIONS else [])
+    names += ["combined"] if grid.seed_combinations(config) else []
+    names += ["paraphrases"] if paraphrase_kgs() else []
+    names += ["structure"] if config["random_baseline"] else []
     return [f"{TABLES}/{name}.{ext}" for name in names for ext in ("csv", "md", "tex")]
 
 
 def get_figure_outputs():
     names = ["density", "curves"] + (["delta_ppl"] if config["random_baseline"] else [])
     names += ["overlap"] if get_overlap_files() else []
+    names += ["combined"] if grid.seed_combinations(config) else []
+    names += ["paraphrases"] if paraphrase_kgs() and config["random_baseline"] else []
+    names += ["structure"] if config["random_baseline"] else []
+    names += ["steps"] if get_steps_files() else []
     return [f"{FIGURES}/{name}.png" for name in names]
 
 
@@ -264,12 +297,7 @@ def get_model_dir(wildcards):
 
 
 def train_config_values(model, variant):
-    """config training <- the model's training keys <- the ablation's training keys."""
-    values = dict(config["training"])
-    values.update(MODELS[model].get("training", {}))
-    if variant != DEFAULT:
-        values.update(ABLATIONS[variant]["training"])
-    return values
+    return grid.train_config_values(config, model, variant)
 
 
 def get_train_config_values(wildcards):
@@ -304,6 +332,17 @@ def get_evaluation_data(wildcards):
     return data
 
 
+def get_steps_data(wildcards):
+    """Validation data only: checkpoint selection must not see a test split."""
+    return {
+        "targetkg": targetkg_file(wildcards.model, wildcards.kg),
+        "controlkg": controlkg_file(
+            wildcards.model, get_controlkg_name(wildcards), "val"
+        ),
+        "controllm": _fill(CONTROLLM, split="val"),
+    }
+
+
 def get_controlkg_test_arg(wildcards, input):
     """' --controlkg-test FILE', or '' (the command is then exactly as without a test split)."""
     return (
@@ -314,26 +353,53 @@ def get_controlkg_test_arg(wildcards, input):
 
 
 def get_mask_to_evaluate(wildcards):
-    pattern = MASK if wildcards.method == "learned" else RANDOM_MASK
+    pattern = LEARNED_MASK if wildcards.method == "learned" else RANDOM_MASK
     return _fill(
         pattern,
         model=wildcards.model,
         kg=wildcards.kg,
         variant=wildcards.variant,
         seed=wildcards.seed,
+        method=wildcards.method,
     )
+
+
+def get_combined_mask_to_evaluate(wildcards):
+    pattern = COMBINED_MASK if wildcards.method == "learned" else COMBINED_RANDOM_MASK
+    return _fill(
+        pattern, model=wildcards.model, kg=wildcards.kg, combination=wildcards.combination
+    )
+
+
+def get_random_draw(wildcards):
+    return grid.random_draw(wildcards.method)
+
+
+def get_first_seed(wildcards):
+    return SEEDS[0]
+
+
+def random_or_temp(path):
+    """Random and combined masks: deleted once every job reading them is done when
+    keep_random_masks is false (remade in seconds from their seed)."""
+    return path if config["keep_random_masks"] else temp(path)
+
+
+def learned_mask_output(path):
+    """Learned masks: read-only once written when protect_learned_masks is true."""
+    return protected(path) if config["protect_learned_masks"] else path
 
 
 def get_seed_masks(wildcards):
     return [
-        _fill(MASK, model=wildcards.model, kg=wildcards.kg, variant=DEFAULT, seed=s)
+        _fill(LEARNED_MASK, model=wildcards.model, kg=wildcards.kg, variant=DEFAULT, seed=s)
         for s in SEEDS
     ]
 
 
 def get_kg_masks(wildcards):
     return [
-        _fill(MASK, model=wildcards.model, kg=kg, variant=DEFAULT, seed=wildcards.seed)
+        _fill(LEARNED_MASK, model=wildcards.model, kg=kg, variant=DEFAULT, seed=wildcards.seed)
         for kg in TABLE_KGS
     ]
 
@@ -351,10 +417,21 @@ def get_benchmark_files():
         files.append(
             f"{BENCHMARKS}/evaluate_mask/{model}/{kg}.{variant}.seed{seed}.{method}.tsv"
         )
-        if method == "random":
+        if method != "learned":
             files.append(
-                f"{BENCHMARKS}/random_mask/{model}/{kg}.{variant}.seed{seed}.tsv"
+                f"{BENCHMARKS}/random_mask/{model}/{kg}.{variant}.seed{seed}.{method}.tsv"
             )
+    files += [
+        f"{BENCHMARKS}/evaluate_steps/{m}/{k}.{v}.seed{s}.tsv"
+        for m, k, v, s in training_runs()
+        if k in TABLE_KGS and keeps_step_masks(m, v)
+    ]
+    for model, kg, combination in grid.seed_combinations(config):
+        files.append(f"{BENCHMARKS}/combine/{model}/{kg}.{combination}.tsv")
+        files += [
+            f"{BENCHMARKS}/evaluate_combined/{model}/{kg}.{combination}.{method}.tsv"
+            for method in ("learned", "random")
+        ]
     for model in MODELS:  # as get_overlap_files
         if len(SEEDS) > 1:
             files += [
@@ -390,26 +467,14 @@ def get_variant_order():
 # ---- resources: scaled by model size, growing with each retry (attempt) -------------------------
 # Defaults for a GPU cluster; adapt per rule in the profile (slurm/config.yaml, set-resources).
 
-_KNOWN_SIZES_M = {
-    "gpt2": 124,
-    "gpt2-medium": 355,
-    "gpt2-large": 774,
-    "gpt2-xl": 1558,
-    "smollm2": 135,
-}
-
-
 def model_size_m(model):
-    """Approximate parameters (millions) of a configured model, for memory and time requests."""
-    entry = MODELS[model]
-    if "tiny" in entry:
-        tiny = entry["tiny"]
-        return max(1.0, 12 * tiny["layers"] * tiny["width"] ** 2 / 1e6)
-    if "smollm2" in entry:
-        return _KNOWN_SIZES_M["smollm2"]
-    if "hub" in entry:
-        return _KNOWN_SIZES_M.get(entry["hub"].rsplit("/", 1)[-1], 1000)
-    return 1000
+    """Parameters (millions) of a configured model, for memory and time requests; 1,000 where its
+    shape cannot be read without the model (a GGUF file, a hub id kcs does not know)."""
+    try:
+        config = shapes.entry_config(MODELS[model], f"models '{model}'")
+    except KcsError:
+        return 1000
+    return shapes.model_counts(config)["parameters"] / 1e6
 
 
 def get_train_mem_mb(wildcards, attempt):
@@ -551,8 +616,10 @@ def get_targetkg_triplets(wildcards):
 def targetkg_file(model, kg):
     """The TargetKG KG file for a model: the authors' sentences where they exist, else verbalised."""
     entry = TARGETKGS[kg]
-    if "paper" in entry and (
-        entry["paper"] not in PAPER_WORDNET_KGS or gpt2_size(model)
+    if (
+        "paper" in entry
+        and entry.get("sentences", "authors") == "authors"
+        and (entry["paper"] not in PAPER_WORDNET_KGS or gpt2_size(model))
     ):
         return _paper_kg_file(entry["paper"], model)
     return _fill(TARGETKG, model=model, kg=kg)
@@ -745,7 +812,7 @@ def get_finetune_inputs(wildcards):
         inputs["control"] = targetkg_file(wildcards.model, exp["control"])
     if wildcards.start != "full":
         inputs["mask"] = _fill(
-            MASK,
+            LEARNED_MASK,
             model=wildcards.model,
             kg=exp["removed"],
             variant=DEFAULT,
@@ -772,8 +839,59 @@ def get_model_threads(wildcards):
 
 def get_all_masks():
     return [
-        _fill(MASK, model=m, kg=k, variant=v, seed=s) for m, k, v, s in training_runs()
+        _fill(LEARNED_MASK, model=m, kg=k, variant=v, seed=s)
+        for m, k, v, s in training_runs()
     ]
+
+
+def keeps_step_masks(model, variant):
+    return train_config_values(model, variant).get("keep_step_masks", False)
+
+
+def get_steps_files():
+    """The step evaluation of every table run that keeps step masks."""
+    return [
+        _fill(STEPS, model=m, kg=k, variant=v, seed=s)
+        for m, k, v, s in training_runs()
+        if k in TABLE_KGS and keeps_step_masks(m, v)
+    ]
+
+
+def get_step_masks_glob(wildcards, input):
+    """The run's step masks, beside its final mask (a shell glob: their steps come from the config)."""
+    return os.path.join(os.path.dirname(input.mask), "checkpoints", "step-*.safetensors")
+
+
+def get_steps_labels(wildcards):
+    return " ".join(
+        f"--label {key}={getattr(wildcards, key)}"
+        for key in ("model", "kg", "variant", "seed")
+    )
+
+
+def get_selection_args(wildcards):
+    return (
+        f"--rule best --max-controlkg-increase {SELECTION['max_controlkg_increase']}"
+        f" --max-controllm-increase {SELECTION['max_controllm_increase']}"
+        f" --min-sparsity {SELECTION['min_sparsity']}"
+    )
+
+
+if get_steps_files() and "val" not in config["controllm"]:
+    raise WorkflowError(
+        "config: training keep_step_masks evaluates every step mask on ControlLM validation text, "
+        "but controllm has no 'val' split; add controllm.val (e.g. {split: validation, files: [], "
+        "fraction: null, max_words: 20000}) as in config.yaml"
+    )
+if SELECTION["rule"] == "best":
+    _no_steps = [
+        f"{m}/{v}" for m, _, v, _ in training_runs() if not keeps_step_masks(m, v)
+    ]
+    if _no_steps:
+        raise WorkflowError(
+            "config: checkpoint_selection.rule 'best' chooses among step masks, but training of "
+            f"{', '.join(dict.fromkeys(_no_steps))} has keep_step_masks false; set training.keep_step_masks: true"
+        )
 
 
 # ---- what this invocation resolved ---------------------------------------------------------------

@@ -146,7 +146,7 @@ rule controllm_text:
     log:
         f"{LOGS}/controllm/{{split}}.log",
     wildcard_constraints:
-        split="train|test",
+        split="train|val|test",
     conda:
         "../envs/kcs.yaml"
     params:

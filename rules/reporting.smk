@@ -140,7 +140,7 @@ rule density_figure:
     conda:
         "../envs/kcs.yaml"
     params:
-        layout=layout(MASK),
+        layout=layout(LEARNED_MASK),
         models=get_model_order(),
     shell:
         "kcs report density --layout '{params.layout}' --model-order {params.models}"
@@ -207,8 +207,178 @@ rule overlap_figure:
     conda:
         "../envs/kcs.yaml"
     params:
-        layout=layout(MASK),
+        layout=layout(LEARNED_MASK),
         models=get_model_order(),
     shell:
         "kcs report overlap --mask-layout '{params.layout}' --model-order {params.models}"
         " --out {output.figure} --csv {output.csv} {input} > {log} 2>&1"
+
+
+rule collect_combined:
+    input:
+        get_combined_metrics_files(),
+    output:
+        f"{TABLES}/combined_runs.csv",
+    log:
+        f"{LOGS}/report/collect_combined.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        layout=layout(COMBINED_METRICS),
+    shell:
+        "kcs report collect --layout '{params.layout}' --out {output} {input} > {log} 2>&1"
+
+
+rule combined_table:
+    input:
+        f"{TABLES}/combined_runs.csv",
+    output:
+        csv=report(
+            f"{TABLES}/combined.csv",
+            caption="../report/combined_table.rst",
+            category="Tables",
+            labels={"table": "seed-combined subnetworks"},
+        ),
+        markdown=f"{TABLES}/combined.md",
+        latex=f"{TABLES}/combined.tex",
+    log:
+        f"{LOGS}/report/combined_table.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        models=get_model_order(),
+    shell:
+        "kcs report combined-table --runs {input} --model-order {params.models}"
+        " --csv {output.csv} --markdown {output.markdown} --latex {output.latex} > {log} 2>&1"
+
+
+rule combined_figure:
+    input:
+        f"{TABLES}/combined_runs.csv",
+    output:
+        report(
+            f"{FIGURES}/combined.png",
+            caption="../report/combined_figure.rst",
+            category="Figures",
+            labels={"figure": "seed-combined subnetworks"},
+        ),
+    log:
+        f"{LOGS}/report/combined_figure.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        models=get_model_order(),
+    shell:
+        "kcs report combined-figure --runs {input} --model-order {params.models} --out {output} > {log} 2>&1"
+
+
+rule paraphrase_table:
+    input:
+        f"{TABLES}/runs.csv",
+    output:
+        csv=report(
+            f"{TABLES}/paraphrases.csv",
+            caption="../report/paraphrase_table.rst",
+            category="Tables",
+            labels={"table": "paraphrases"},
+        ),
+        markdown=f"{TABLES}/paraphrases.md",
+        latex=f"{TABLES}/paraphrases.tex",
+    log:
+        f"{LOGS}/report/paraphrase_table.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        models=get_model_order(),
+        kgs=get_paraphrase_kg_order(),
+    shell:
+        "kcs report paraphrase-table --runs {input} --model-order {params.models} --kg-order {params.kgs}"
+        " --csv {output.csv} --markdown {output.markdown} --latex {output.latex} > {log} 2>&1"
+
+
+rule paraphrase_figure:
+    input:
+        f"{TABLES}/runs.csv",
+    output:
+        report(
+            f"{FIGURES}/paraphrases.png",
+            caption="../report/paraphrase_figure.rst",
+            category="Figures",
+            labels={"figure": "paraphrases"},
+        ),
+    log:
+        f"{LOGS}/report/paraphrase_figure.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        models=get_model_order(),
+    shell:
+        "kcs report paraphrase-figure --runs {input} --model-order {params.models} --out {output} > {log} 2>&1"
+
+
+rule structure_figure:
+    # Per-head density, neurons whose every input weight is removed, attention vs MLP share:
+    # learned subnetworks against their first random draw.
+    input:
+        learned=get_default_masks(),
+        random=get_first_random_masks(),
+        models=get_structure_model_dirs(),
+    output:
+        figure=report(
+            f"{FIGURES}/structure.png",
+            caption="../report/structure_figure.rst",
+            category="Figures",
+            labels={"figure": "structure"},
+        ),
+        heads=f"{FIGURES}/structure_heads.csv",
+        neurons=f"{FIGURES}/structure_neurons.csv",
+        masks=f"{FIGURES}/structure_masks.csv",
+        csv=report(
+            f"{TABLES}/structure.csv",
+            caption="../report/structure_table.rst",
+            category="Tables",
+            labels={"table": "structure"},
+        ),
+        markdown=f"{TABLES}/structure.md",
+        latex=f"{TABLES}/structure.tex",
+    log:
+        f"{LOGS}/report/structure_figure.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        learned=layout(LEARNED_MASK),
+        random=layout(RANDOM_MASK),
+        models=get_structure_model_args,
+        order=get_model_order(),
+    shell:
+        "kcs report structure --learned-layout '{params.learned}' --random-layout '{params.random}'"
+        " {params.models} --model-order {params.order} --out {output.figure} --csv {output.heads}"
+        " --neuron-csv {output.neurons} --mask-csv {output.masks} --summary-csv {output.csv}"
+        " --summary-markdown {output.markdown} --summary-latex {output.latex}"
+        " {input.learned} {input.random} > {log} 2>&1"
+
+
+rule steps_figure:
+    input:
+        get_steps_files(),
+    output:
+        figure=report(
+            f"{FIGURES}/steps.png",
+            caption="../report/steps.rst",
+            category="Figures",
+            labels={"figure": "checkpoints over training"},
+        ),
+        csv=f"{FIGURES}/steps.csv",
+    log:
+        f"{LOGS}/report/steps_figure.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    shell:
+        "kcs steps-figure --out {output.figure} --csv {output.csv} {input} > {log} 2>&1"

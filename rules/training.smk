@@ -27,7 +27,7 @@ rule train_mask:
         model=get_model_dir,
         config=TRAIN_CONFIG,
     output:
-        mask=MASK,
+        mask=learned_mask_output(MASK),
         curves=CURVES,
     log:
         f"{LOGS}/train_mask/{{model}}/{{kg}}/{{variant}}/seed{{seed}}.log",
@@ -50,21 +50,26 @@ rule train_mask:
 
 
 rule random_mask:
-    # The random baseline: as many weights per matrix as the learned subnetwork (method-spec 4.4).
+    # The random baseline: as many weights per matrix as the learned subnetwork (method-spec 4.4);
+    # method random-N is draw N of the run's seed.
     input:
-        MASK,
+        LEARNED_MASK,
     output:
-        RANDOM_MASK,
+        random_or_temp(RANDOM_MASK),
     log:
-        f"{LOGS}/random_mask/{{model}}/{{kg}}/{{variant}}/seed{{seed}}.log",
+        f"{LOGS}/random_mask/{{model}}/{{kg}}/{{variant}}/seed{{seed}}/{{method}}.log",
     benchmark:
-        f"{BENCHMARKS}/random_mask/{{model}}/{{kg}}.{{variant}}.seed{{seed}}.tsv"
+        f"{BENCHMARKS}/random_mask/{{model}}/{{kg}}.{{variant}}.seed{{seed}}.{{method}}.tsv"
+    wildcard_constraints:
+        method=r"random(-[0-9]+)?",
     conda:
         "../envs/kcs.yaml"
     resources:
         mem_mb=get_model_mem_mb,
+    params:
+        draw=get_random_draw,
     shell:
-        "kcs random-mask --like {input} --seed {wildcards.seed} --out {output} > {log} 2>&1"
+        "kcs random-mask --like {input} --seed {wildcards.seed} --draw {params.draw} --out {output} > {log} 2>&1"
 
 
 rule overlap_seeds:

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from core_fixtures import ANIMALS, KINDS, fact, tiny_data, tiny_gpt2_dir, write_jsonl  # noqa: F401
-from kcs.baselines import combine, jaccard, random_like
+from kcs.baselines import combine, draw_seed, jaccard, random_like
+from kcs.errors import KcsError
 from kcs.maskfile import load_mask, save_mask
 from kcs.masking import WeightMask
 from kcs.models import load_model, num_blocks, select_blocks
@@ -32,6 +33,17 @@ def test_random_baseline_matches_every_matrix_count(learned_like_mask):
     assert a.sparsity() == mask.sparsity()
     assert jaccard(a, b) < 0.5  # different draws
     assert jaccard(a, random_like(mask, seed=0)) == 1.0  # same seed, same draw
+
+
+def test_draw_one_is_the_seed_and_later_draws_differ(learned_like_mask):
+    _, mask = learned_like_mask
+    assert draw_seed(7) == draw_seed(7, 1) == 7 and len({draw_seed(7, d) for d in (1, 2, 3)}) == 3
+    first, second = random_like(mask, 7, draw=1), random_like(mask, 7, draw=2)
+    assert jaccard(first, random_like(mask, 7)) == 1.0  # draw 1 = the run's seed, as before draws were counted
+    assert jaccard(first, second) < 0.5
+    assert all(int(second.binary()[n].sum()) == int(m.sum()) for n, m in mask.binary().items())
+    with pytest.raises(KcsError, match="draw"):
+        draw_seed(7, 0)
 
 
 def test_mask_algebra(learned_like_mask):

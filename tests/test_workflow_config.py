@@ -62,11 +62,11 @@ def test_schema_knows_exactly_the_hyper_parameters():
 
 
 def test_paper_training_values_are_kcs_defaults():
-    """config.yaml's training block is the paper's configuration = TrainConfig's defaults, except the
-    per-checkpoint mask files the pipeline does not need."""
+    """config.yaml's training block is the paper's configuration = TrainConfig's defaults, except how
+    often the pipeline keeps a step mask (every 4,000 steps, not at each of the 200 checkpoints)."""
     training = load_config(PAPER_CONFIG)["training"]
     defaults = dataclasses.asdict(TrainConfig())
-    assert {k: v for k, v in training.items() if v != defaults[k]} == {"keep_step_masks": False}
+    assert {k: v for k, v in training.items() if v != defaults[k]} == {"step_mask_every": 4000}
 
 
 @pytest.mark.parametrize("mutate, key", [
@@ -125,13 +125,18 @@ def expected_paper_jobs(config: dict) -> dict[str, int]:
                         for a in config["ablations"])
     downstream_runs = sum(len(d["models"]) * len(d["seeds"]) for d in config["downstream"])
     finetunes = sum(len(d["models"]) * len(d["seeds"]) * len(d["starts"]) for d in config["downstream"])
+    draws = config.get("random_draws", 1)
+    combined = len(models) * len(table_kgs) * len(config.get("seed_combinations", ["union", "intersection", "majority"]))
     return {
         "train_mask": default_runs + ablation_runs + downstream_runs,
-        "random_mask": default_runs,
-        "evaluate_mask": 2 * default_runs + ablation_runs,
+        "random_mask": draws * default_runs,
+        "evaluate_mask": (1 + draws) * default_runs + ablation_runs,
         "evaluate_full": len(models) * len(table_kgs),  # once per (model, TargetKG), shared by every mask
         "overlap_seeds": len(models) * len(table_kgs),
         "overlap_kgs": len(models) * len(seeds),
+        "combine_seed_masks": combined,
+        "evaluate_combined_mask": 2 * combined,  # learned and random of the same size
+        "evaluate_steps": default_runs + ablation_runs,  # the table runs' step masks (keep_step_masks)
         "prepare_model_hub": len(models),
         "finetune": finetunes,
         "train_config": len(models) + len(config["ablations"]),
@@ -146,8 +151,9 @@ def test_paper_dry_run_lists_the_expected_jobs_in_seconds(tmp_path):
     counts = job_counts(result.stdout)
     expected = expected_paper_jobs(load_config(PAPER_CONFIG))
     assert {rule: counts.get(rule, 0) for rule in expected} == expected
-    # 4 GPT-2 sizes x 10 TargetKGs x 3 seeds + 7 ablations x 10 x 3 on GPT-2 small + 3 for CommonsenseQA
-    assert counts["train_mask"] == 333 and counts["evaluate_mask"] == 450
+    # 4 GPT-2 sizes x 10 TargetKGs x 3 seeds + 7 ablations x 10 x 3 on GPT-2 small + 2 x 3 for
+    # CommonsenseQA (both directions); 3 random draws per default-variant mask
+    assert counts["train_mask"] == 336 and counts["evaluate_mask"] == 690
     assert counts["wordnet_controlkg_test"] == 1  # the WordNet ControlKG's held-out test split
     assert seconds < 60, f"the paper dry run took {seconds:.0f} s"
 
@@ -159,7 +165,9 @@ def test_adding_a_targetkg_is_one_config_entry(tmp_path):
     after = job_counts(_dry_run(tmp_path / "after", config, "--quiet", "rules").stdout)
     runs = len(config["models"]) * len(config["seeds"])
     assert after["train_mask"] == before["train_mask"] + runs
-    assert after["evaluate_mask"] == before["evaluate_mask"] + 2 * runs
+    assert after["evaluate_mask"] == before["evaluate_mask"] + (1 + config["random_draws"]) * runs
+    assert after["evaluate_steps"] == before["evaluate_steps"] + runs
+    assert after["combine_seed_masks"] == before["combine_seed_masks"] + len(config["models"]) * len(config["seed_combinations"])
     assert after["evaluate_full"] == before["evaluate_full"] + len(config["models"])
     assert after["overlap_seeds"] == before["overlap_seeds"] + len(config["models"])
     assert after["paper_kg"] == before["paper_kg"] + 1
@@ -183,7 +191,7 @@ def test_demo_dry_run(tmp_path):
     assert counts["verbalise_controlkg"] == 3 * len(config["models"])  # train, val, test
     test_file = "results/demo/data/SmolLM2-135M/controlkg/wordnet/test.jsonl"
     evaluations = _shell_commands(result.stdout, "kcs evaluate") + _shell_commands(result.stdout, "kcs evaluate-full")
-    assert len(evaluations) == counts["evaluate_mask"] + counts["evaluate_full"]
+    assert len(evaluations) == counts["evaluate_mask"] + counts["evaluate_full"] + counts["evaluate_combined_mask"]
     assert all(f"--controlkg-test {test_file}" in command for command in evaluations)
     [sampling] = [c for c in _shell_commands(result.stdout, "kcs data wordnet-controlkg") if "--out-test" in c]
     sizes = config["controlkgs"][0]["wordnet"]

@@ -105,6 +105,31 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path):
     assert "Nothing to be done" in run_snakemake(workdir, "-n", *args).stdout
 
 
+def test_protected_masks_stop_a_changed_configuration_instead_of_retraining(tmp_path):
+    """protect_learned_masks: a finished mask is read-only, and a configuration that would retrain it
+    stops with the mask named instead (the paper grid's masks cost GPU-hours each). Root ignores file
+    modes, and Snakemake's protection rests on them: there only the read-only mode is checked."""
+    workdir = prepare_workdir(tmp_path)
+    config = resume_config()
+    config["training"].update(steps=4, checkpoint_every=2)
+    config["protect_learned_masks"] = True
+    path = write_config(tmp_path / "protected.yaml", config)
+    args = (TARGET, "--cores", "all", "--configfile", str(path))
+    run_snakemake(workdir, *args)
+    mask = workdir / TARGET
+    assert mask.stat().st_mode & 0o222 == 0  # no write bit for anyone
+    if os.geteuid() == 0:
+        return
+    before = mask.read_bytes()
+    config["training"]["steps"] = 6
+    write_config(path, config)
+    refused = subprocess.run(snakemake_command(*args), cwd=workdir, env=pipeline_env(), capture_output=True,
+                             text=True, timeout=300)
+    assert refused.returncode != 0
+    assert "protected" in (refused.stdout + refused.stderr).lower() and "mask.safetensors" in refused.stdout + refused.stderr
+    assert mask.read_bytes() == before
+
+
 def test_changed_inputs_restart_the_training(tmp_path):
     """A finished run whose configuration changed is retrained from scratch, not refused or resumed."""
     workdir = prepare_workdir(tmp_path)
@@ -144,7 +169,11 @@ def test_an_interrupted_dag_completes_on_a_plain_rerun(tmp_path, sig):
     the workflow profile (profiles/default: rerun-incomplete); a SIGKILLed Snakemake cannot remove
     its lock, so there the documented `snakemake --unlock` comes first."""
     workdir = prepare_workdir(tmp_path)
-    args = ("--cores", "all", "--configfile", "configs/smoke.yaml")
+    # the smoke DAG on one model without ablations and downstream: every kind of job, a third of them
+    config = load_config()
+    config.update(ablations=[], downstream=[])
+    config["models"] = [m for m in config["models"] if m["name"] == "tiny-gpt2"]
+    args = ("--cores", "all", "--configfile", str(write_config(tmp_path / "interrupted.yaml", config)))
     first = subprocess.Popen(snakemake_command(*args), cwd=workdir, env=pipeline_env(), stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

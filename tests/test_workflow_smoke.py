@@ -36,7 +36,8 @@ def test_random_baseline_matches_each_learned_subnetwork(smoke_run):
     runs = smoke_run.table("runs")
     keys = ["model", "kg", "variant", "seed"]
     pairs = runs[runs["method"] == "learned"].merge(runs[runs["method"] == "random"], on=keys, suffixes=("", "_random"))
-    assert len(pairs) == len(SMOKE["models"]) * 2 * len(SMOKE["seeds"])
+    assert len(pairs) == len(SMOKE["models"]) * 2 * len(SMOKE["seeds"]) * SMOKE["random_draws"]
+    assert sorted(set(pairs["draw_random"])) == list(range(1, SMOKE["random_draws"] + 1))
     assert (pairs["removed_weights"] == pairs["removed_weights_random"]).all()
     # both evaluated against the same full-model numbers
     assert (pairs["targetkg_ppl_full"] == pairs["targetkg_ppl_full_random"]).all()

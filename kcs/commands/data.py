@@ -231,7 +231,8 @@ def _verbalise(args) -> int:
     prepared = plan(read_triplets(args.triplets), kind=args.kind, templates_file=args.templates,
                     wordnet_dir=args.wordnet_dir)
     model, tokenizer = load_model(args.model, device=args.device)
-    facts = choose_best(prepared, model, tokenizer, batch_size=args.batch_size, model_name=str(args.model))
+    facts = choose_best(prepared, model, tokenizer, batch_size=args.batch_size, model_name=str(args.model),
+                        log_every=args.log_every)
     write_kg(args.out, facts)
     _write_provenance(args.out, model=str(args.model), triplets=str(args.triplets), kind=prepared.kind,
                       templates=prepared.templates.source, facts=len(facts))
@@ -385,6 +386,8 @@ def register(subparsers) -> None:
     p.add_argument("--templates", type=Path, default=None, help="extra/replacement templates (YAML, see docs/data.md)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
+    p.add_argument("--log-every", type=int, default=2000, metavar="N",
+                   help="log progress every N sentences scored, or each minute, whichever comes first")
     wordnet_dir(p)
 
     # text and tasks

@@ -1,13 +1,14 @@
 """Mask operations: `kcs random-mask`, `kcs combine-masks`, `kcs overlap`, `kcs sparsity`."""
 
 import itertools
-from pathlib import Path
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("random-mask", help="a random subnetwork with the same per-matrix size as a mask")
     p.add_argument("--like", required=True, help="mask file to match")
     p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--draw", type=int, default=1,
+                   help="which random subnetwork of this seed (1, 2, ...: several draws give the baseline a spread)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=run_random)
 
@@ -38,9 +39,9 @@ def run_random(args) -> int:
     from kcs.provenance import provenance
 
     mask = load_mask(args.like)
-    randomised = random_like(mask, args.seed)
+    randomised = random_like(mask, args.seed, args.draw)
     save_mask(args.out, randomised, **_meta(mask), binary=True, kind="random", like=str(args.like),
-              provenance=provenance(seed=args.seed, model=mask.metadata["base_model"], like=str(args.like)))
+              provenance=provenance(seed=args.seed, draw=args.draw, model=mask.metadata["base_model"], like=str(args.like)))
     print(f"{args.out}: sparsity {randomised.sparsity():.5f} (matches {mask.sparsity():.5f})")
     return 0
 

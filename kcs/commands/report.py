@@ -9,8 +9,11 @@ Files are labelled by a layout pattern with `{field}` placeholders, e.g.
   kcs report compute-cost --layout 'results/demo/benchmarks/{rule}/{model}/{job}.tsv' --csv ... BENCH.tsv ...
   kcs report density --layout P --out density.png [--csv density.csv] MASK.safetensors ...
   kcs report delta-figure --runs runs.csv --out delta.png
+  kcs report combined-table --runs combined_runs.csv --csv ... | combined-figure --runs combined_runs.csv --out F.png
+  kcs report paraphrase-table --runs runs.csv --csv ... | paraphrase-figure --runs runs.csv --out F.png
   kcs report curves --layout P --out curves.png train_log.csv ...
   kcs report overlap --mask-layout P --out overlap.png [--csv overlap.csv] OVERLAP.json ...
+  kcs report structure --learned-layout P --random-layout Q --model NAME=DIR --out structure.png MASK ...
 """
 
 from __future__ import annotations
@@ -95,6 +98,47 @@ def run_delta_figure(args) -> int:
     return 0
 
 
+def run_combined_table(args) -> int:
+    from kcs.reporting.collect import read_runs
+    from kcs.reporting.tables import combined_table
+
+    return _write(combined_table(read_runs(args.runs), _order(args.model_order)), args)
+
+
+def run_combined_figure(args) -> int:
+    from kcs.reporting.collect import read_runs
+    from kcs.reporting.figures import delta_figure
+    from kcs.reporting.formats import ordered
+    from kcs.reporting.tables import COMBINATION_LABELS
+
+    runs = read_runs(args.runs)
+    runs["panel"] = runs["model"].astype(str) + ": " + runs["combination"].map(COMBINATION_LABELS).fillna(runs["combination"])
+    order = [f"{m}: {COMBINATION_LABELS.get(c, c)}" for m in ordered(runs["model"], _order(args.model_order))
+             for c in COMBINATION_LABELS]
+    delta_figure(runs, args.out, order, panel="panel",
+                 title="Removing seed-combined subnetworks: learned vs random of the same size")
+    return 0
+
+
+def run_paraphrase_table(args) -> int:
+    from kcs.reporting.collect import read_runs
+    from kcs.reporting.tables import paraphrase_table
+
+    return _write(paraphrase_table(read_runs(args.runs), _order(args.model_order), _order(args.kg_order)), args)
+
+
+def run_paraphrase_figure(args) -> int:
+    from kcs.reporting.collect import read_runs
+    from kcs.reporting.figures import delta_figure
+    from kcs.reporting.tables import with_paraphrase_change
+
+    delta_figure(with_paraphrase_change(read_runs(args.runs)), args.out, _order(args.model_order),
+                 title="TargetKG suppression on the training sentence and on its paraphrases",
+                 columns={"chosen sentence": "targetkg_relative_delta_ppl",
+                          "paraphrases": "targetkg_paraphrase_relative_delta_ppl"})
+    return 0
+
+
 def run_curves(args) -> int:
     from kcs.reporting.figures import curves_figure, read_train_logs
     from kcs.reporting.layout import parse_paths
@@ -115,6 +159,54 @@ def run_overlap(args) -> int:
     if args.csv:
         write_text(args.csv, summary.to_csv(index=False, float_format="%.6g"))
     return 0
+
+
+def run_structure(args) -> int:
+    from kcs.atomic import write_text
+    from kcs.errors import KcsError
+    from kcs.reporting.formats import write_summary
+    from kcs.reporting.structure import collect_structure, head_counts, structure_figure, structure_summary
+
+    layouts = {method: pattern for method, pattern in (("learned", args.learned_layout), ("random", args.random_layout))
+               if pattern}
+    if not layouts:
+        raise KcsError("give --learned-layout and/or --random-layout")
+    bad_kv_heads = args.kv_heads is not None and (args.kv_heads < 1 or not args.heads)
+    if (args.heads is not None and args.heads < 1) or bad_kv_heads:
+        raise KcsError("--heads must be >= 1, and --kv-heads (>= 1) needs --heads")
+    models = {}
+    for item in args.model:
+        name, _, folder = item.partition("=")
+        if not (name and folder):
+            raise KcsError(f"--model {item!r}: expected NAME=DIR (the {{model}} field value and its model folder)")
+        models[name] = head_counts(folder)
+
+    def heads_for(labels: dict, path: str) -> tuple[int, int | None]:
+        model = str(labels.get("model"))
+        if model in models:
+            return models[model]
+        if args.heads:
+            return args.heads, args.kv_heads
+        raise KcsError(f"{path}: no head count for model '{model}': give --model {model}=DIR or --heads N")
+
+    heads, neurons, summary = collect_structure(args.files, layouts, heads_for)
+    structure_figure(heads, summary, args.out, _order(args.model_order))
+    for path, table in ((args.csv, heads), (args.neuron_csv, neurons), (args.mask_csv, summary)):
+        if path:
+            write_text(path, table.to_csv(index=False, float_format="%.6g"))
+    if args.summary_csv or args.summary_markdown or args.summary_latex:
+        write_summary(structure_summary(summary, _order(args.model_order)), args.summary_csv,
+                      args.summary_markdown, args.summary_latex)
+    return 0
+
+
+def _runs_figure(sub, name: str, help: str, func) -> None:
+    """A figure made from a `kcs report collect` runs table."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("--runs", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--model-order")
+    p.set_defaults(func=func)
 
 
 def register(subparsers) -> None:
@@ -159,11 +251,23 @@ def register(subparsers) -> None:
     p.add_argument("files", nargs="+", metavar="MASK")
     p.set_defaults(func=run_density)
 
-    p = sub.add_parser("delta-figure", help="figure: perplexity change, learned vs random subnetworks")
+    p = sub.add_parser("combined-table", help="seed-combined subnetworks (union / intersection / majority) vs random")
+    p.add_argument("--runs", required=True, help="`kcs report collect` CSV of the combined metrics ({combination} field)")
+    _table_outputs(p)
+    p.set_defaults(func=run_combined_table)
+
+    _runs_figure(sub, "combined-figure", "figure: perplexity change of seed-combined subnetworks vs random",
+                 run_combined_figure)
+
+    p = sub.add_parser("paraphrase-table", help="TargetKG suppression on the training sentence vs its paraphrases")
     p.add_argument("--runs", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--model-order")
-    p.set_defaults(func=run_delta_figure)
+    p.add_argument("--kg-order")
+    _table_outputs(p)
+    p.set_defaults(func=run_paraphrase_table)
+
+    _runs_figure(sub, "paraphrase-figure", "figure: suppression on the training sentence vs its paraphrases",
+                 run_paraphrase_figure)
+    _runs_figure(sub, "delta-figure", "figure: perplexity change, learned vs random subnetworks", run_delta_figure)
 
     p = sub.add_parser("curves", help="figure: training losses and sparsity against the step")
     p.add_argument("--layout", required=True, help="training-log path pattern with a {model} field")
@@ -179,3 +283,21 @@ def register(subparsers) -> None:
     p.add_argument("--model-order")
     p.add_argument("files", nargs="+", metavar="OVERLAP")
     p.set_defaults(func=run_overlap)
+
+    p = sub.add_parser("structure", help="figure, tables: density per attention head, dead neurons, attention vs MLP")
+    p.add_argument("--learned-layout", help="path pattern (with a {model} field) of the learned masks")
+    p.add_argument("--random-layout", help="path pattern (with a {model} field) of the random masks")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
+                   help="model folder of a {model} value, for its head counts (config.json); repeatable")
+    p.add_argument("--heads", type=int, help="attention heads, for models not given with --model")
+    p.add_argument("--kv-heads", type=int, help="key/value heads (GQA) with --heads (default: from the shapes)")
+    p.add_argument("--out", required=True, help="figure file (.png, .pdf, .svg)")
+    p.add_argument("--csv", help="density per mask, block, head and part (q/k/v/o)")
+    p.add_argument("--neuron-csv", help="dead output units per mask, block and module (+ mlp.hidden)")
+    p.add_argument("--mask-csv", help="attention/MLP shares and densities, dead neuron share, per mask")
+    p.add_argument("--summary-csv", help="the per-mask numbers: mean, std, n per model (variant) and method")
+    p.add_argument("--summary-markdown")
+    p.add_argument("--summary-latex")
+    p.add_argument("--model-order")
+    p.add_argument("files", nargs="+", metavar="MASK", help="learned and random mask files, each fitting one layout")
+    p.set_defaults(func=run_structure)

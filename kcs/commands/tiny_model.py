@@ -48,20 +48,13 @@ def load_tokenizer(folder: Path):
 def build_model(family: str, vocab_size: int, layers: int, width: int, heads: int, positions: int,
                 eos_token_id: int, seed: int):
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    if width % heads:
-        raise KcsError(f"--width {width} must be a multiple of --heads {heads}")
+    from kcs.shapes import tiny_config
+
+    config = tiny_config(family, vocab_size, layers, width, heads, positions, eos_token_id)
     torch.manual_seed(seed)
-    if family == "gpt2":
-        config = GPT2Config(vocab_size=vocab_size, n_positions=positions, n_embd=width, n_layer=layers,
-                            n_head=heads, bos_token_id=eos_token_id, eos_token_id=eos_token_id)
-        return GPT2LMHeadModel(config)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=width, intermediate_size=width * 8 // 3,
-                         num_hidden_layers=layers, num_attention_heads=heads,
-                         num_key_value_heads=max(1, heads // 2), max_position_embeddings=positions,
-                         bos_token_id=eos_token_id, eos_token_id=eos_token_id, tie_word_embeddings=True)
-    return LlamaForCausalLM(config)
+    return AutoModelForCausalLM.from_config(config)
 
 
 def write_tiny_model(out: Path, family: str, layers: int, width: int, heads: int, positions: int,

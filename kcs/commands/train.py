@@ -17,6 +17,10 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, help="override the config's number of steps")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--log-every", type=int, default=100, metavar="N",
+                   help="log a progress line (step, losses, rate, ETA) every N steps (default 100; 0: by time only)")
+    p.add_argument("--log-seconds", type=float, default=60.0, metavar="T",
+                   help="... or when T seconds have passed since the last line, whichever comes first (default 60)")
     p.add_argument("--restart-if-changed", action="store_true",
                    help="if RUN_DIR's checkpoint came from other arguments, discard it and start over "
                         "(default: refuse)")
@@ -29,6 +33,7 @@ def run(args) -> int:
     config = TrainConfig.from_yaml(args.config, {"steps": args.steps})
     path = train_mask(args.model, args.targetkg, args.controlkg, args.controllm, args.out, config,
                       seed=args.seed, controlkg_val=args.controlkg_val, device=args.device,
-                      progress=not args.no_progress, restart_if_changed=args.restart_if_changed)
+                      progress=not args.no_progress, restart_if_changed=args.restart_if_changed,
+                      log_every=args.log_every, log_seconds=args.log_seconds)
     print(path)
     return 0

@@ -27,6 +27,7 @@ from kcs.data.templates import Candidate, TemplateSet, candidates_for, load_temp
 from kcs.data.triplets import Triplet, check_duplicates
 from kcs.errors import KcsError
 from kcs.kg import Fact, Verbalisation
+from kcs.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +85,32 @@ def plan(triplets: Sequence[Triplet], *, kind: str = "auto", templates: Template
     return Plan(kind, templates, tuple(triplets), candidates)
 
 
-def choose_best(prepared: Plan, model, tokenizer, *, batch_size: int = 32, model_name: str | None = None) -> list[Fact]:
-    """Score every candidate under `model`; one Fact per triplet, in input order."""
+def choose_best(prepared: Plan, model, tokenizer, *, batch_size: int = 32, model_name: str | None = None,
+                log_every: int = 2000, log_seconds: float = 60.0) -> list[Fact]:
+    """Score every candidate under `model`; one Fact per triplet, in input order.
+
+    Progress (sentences scored, rate, ETA) is logged every `log_every` sentences or `log_seconds`.
+    """
     from kcs.scoring import sentence_perplexities
 
     unique = list(dict.fromkeys(c.sentence for group in prepared.candidates for c in group))
     log.info("scoring %d candidate sentences for %d facts", len(unique), len(prepared.triplets))
-    scores = dict(zip(unique, sentence_perplexities(model, tokenizer, unique, batch_size=batch_size)))
+    progress = ProgressLog(log, f"verbalise {len(prepared.triplets)} facts", len(unique), log_every, log_seconds,
+                           unit="sentences")
+    scored = 0
+
+    def count_batch(module, args, kwargs, output) -> None:
+        nonlocal scored
+        scored += len(kwargs["input_ids"]) if "input_ids" in kwargs else len(args[0])
+        progress.update(scored)
+
+    # Facts are not done one by one: sentence_perplexities sorts all sentences by length into
+    # batches. Counting its forward calls follows it without changing those batches (or scores).
+    hook = model.register_forward_hook(count_batch, with_kwargs=True)
+    try:
+        scores = dict(zip(unique, sentence_perplexities(model, tokenizer, unique, batch_size=batch_size)))
+    finally:
+        hook.remove()
     facts = []
     for triplet, candidates in zip(prepared.triplets, prepared.candidates):
         best = min(candidates, key=lambda c: scores[c.sentence])  # ties: the first in template order
@@ -105,7 +125,9 @@ def choose_best(prepared: Plan, model, tokenizer, *, batch_size: int = 32, model
 
 def verbalise(triplets: Sequence[Triplet], model, tokenizer, *, kind: str = "auto",
               templates: TemplateSet | None = None, templates_file=None, wordnet_dir=None,
-              batch_size: int = 32, model_name: str | None = None) -> list[Fact]:
+              batch_size: int = 32, model_name: str | None = None, log_every: int = 2000,
+              log_seconds: float = 60.0) -> list[Fact]:
     """One Fact per triplet, in input order (see the module docstring)."""
     prepared = plan(triplets, kind=kind, templates=templates, templates_file=templates_file, wordnet_dir=wordnet_dir)
-    return choose_best(prepared, model, tokenizer, batch_size=batch_size, model_name=model_name)
+    return choose_best(prepared, model, tokenizer, batch_size=batch_size, model_name=model_name,
+                       log_every=log_every, log_seconds=log_seconds)

@@ -29,6 +29,7 @@ from torch.nn.utils import parametrize
 from kcs.downstream.choice_scoring import ChoiceScorer, EncodedChoices, target_hidden, target_logprobs
 from kcs.downstream.mcqa import LINKED_IN_TRAIN_POLICIES, MCQuestion
 from kcs.errors import KcsError
+from kcs.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -313,8 +314,9 @@ class Finetuner:
 
         return factor
 
-    def train(self, questions: Sequence[MCQuestion]) -> dict[str, Any]:
-        """Finetune on `questions`; returns timings and the loss curve."""
+    def train(self, questions: Sequence[MCQuestion], *, log_every: int = 50, log_seconds: float = 60.0) -> dict[str, Any]:
+        """Finetune on `questions`; returns timings and the loss curve. A progress line (step, loss,
+        rate, ETA) is logged every `log_every` steps or `log_seconds`, and at the first and last step."""
         cfg = self.config
         questions = list(questions)
         self._setup_style()
@@ -337,6 +339,7 @@ class Finetuner:
         losses: list[float] = []
         accuracies: list[float] = []
         step = 0
+        progress = ProgressLog(log, f"finetune {cfg.style}", total, log_every, log_seconds)
         step_started = time.perf_counter()
         while step < total:
             order = torch.randperm(len(questions), generator=generator).tolist()
@@ -358,9 +361,7 @@ class Finetuner:
                 losses.append(float(loss.detach()))
                 accuracies.append(float((scores.argmax(1) == answers).float().mean()))
                 step += 1
-                if step == 1 or step % 50 == 0 or step == total:
-                    log.info("finetune step %d/%d loss %.4f batch accuracy %.3f", step, total, losses[-1],
-                             accuracies[-1])
+                progress.update(step, loss=losses[-1], batch_accuracy=accuracies[-1])
         train_seconds = time.perf_counter() - step_started
         self.model.eval()
         for hook in self._hooks:

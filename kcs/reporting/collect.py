@@ -65,6 +65,12 @@ def collect_metrics(files: list[str | Path], layout: str) -> pd.DataFrame:
     rows = []
     for path, labels in zip(files, parse_paths(layout, files)):
         row = {key: _typed(value) for key, value in labels.items()}
+        if str(row.get("method", "")).startswith("random"):
+            # random draws (random, random-2, ...) are one method whose spread the tables show
+            from kcs.grid import random_draw
+
+            row["draw"] = random_draw(row["method"])
+            row["method"] = "random"
         row.update(flatten_metrics(read_json(path), str(path)))
         row["file"] = Path(path).as_posix()
         rows.append(row)

@@ -72,35 +72,39 @@ def density_figure(densities: pd.DataFrame, out: str | Path, model_order: list[s
     save(fig, out)
 
 
-def delta_figure(runs: pd.DataFrame, out: str | Path, model_order: list[str] | None = None) -> None:
-    """Relative perplexity change (remaining vs full) per dataset: learned vs random subnetworks."""
+def delta_figure(runs: pd.DataFrame, out: str | Path, model_order: list[str] | None = None,
+                 panel: str = "model", title: str = "Removing the subnetwork: learned vs random of the same size",
+                 columns: dict[str, str] | None = None) -> None:
+    """Relative perplexity change (remaining vs full) per dataset, one panel per `panel` value:
+    learned vs random subnetworks. `columns`: bar label -> column (default: every dataset's
+    relative change the runs have; the ControlKG test split only where it was evaluated)."""
     data = runs[runs["variant"] == DEFAULT_VARIANT] if "variant" in runs.columns else runs
     if data.empty:
         raise KcsError("no default-variant evaluation to plot")
-    models = ordered(data["model"], model_order)
+    panels = ordered(data[panel], model_order)
     methods = ordered(data["method"], list(METHOD_LABELS))
-    # the datasets the runs have (the ControlKG test split only where it was evaluated)
-    datasets = [d for d in DATASET_LABELS if f"{d}_relative_delta_ppl" in data.columns]
-    fig, axes = _panels(len(models))
-    x = np.arange(len(datasets))
+    columns = columns or {DATASET_LABELS[d]: f"{d}_relative_delta_ppl" for d in DATASET_LABELS
+                          if f"{d}_relative_delta_ppl" in data.columns}
+    fig, axes = _panels(len(panels))
+    x = np.arange(len(columns))
     width = 0.8 / max(1, len(methods))
-    for ax, model in zip(axes, models):
-        rows = data[data["model"] == model]
+    for ax, model in zip(axes, panels):
+        rows = data[data[panel] == model]
         for i, method in enumerate(methods):
             sub = rows[rows["method"] == method]
-            cols = [f"{d}_relative_delta_ppl" for d in datasets]
+            cols = list(columns.values())
             means = [100 * sub[c].mean() if c in sub else np.nan for c in cols]
             stds = [100 * sub[c].std(ddof=1) if c in sub and len(sub) > 1 else 0 for c in cols]
             ax.bar(x + (i - (len(methods) - 1) / 2) * width, means, width, yerr=stds, capsize=3,
                    color=METHOD_COLOURS.get(method), label=METHOD_LABELS.get(method, method))
         ax.axhline(0, color="black", lw=0.8)
         ax.set_yscale("symlog", linthresh=10)
-        ax.set_xticks(x, [DATASET_LABELS[d] for d in datasets])
+        ax.set_xticks(x, list(columns))
         ax.set_ylabel("PPL change, remaining vs full (%)")
         ax.set_title(str(model))
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
-    fig.suptitle("Removing the subnetwork: learned vs random of the same size")
+    fig.suptitle(title)
     save(fig, out)
 
 

@@ -102,6 +102,59 @@ def ablation_table(runs: pd.DataFrame, model_order: list[str] | None = None,
                    "Learned subnetworks only; mean ± standard deviation over the ablated TargetKGs and seeds.")
 
 
+COMBINATION_LABELS = {"union": "Union", "intersection": "Intersection", "majority": "Majority"}
+
+
+def combined_table(runs: pd.DataFrame, model_order: list[str] | None = None) -> Summary:
+    """Subnetworks combined across seeds (union, intersection, majority), removed and evaluated, each
+    against a random subnetwork of the same size per matrix."""
+    _require(runs, ["model", "combination", "method"], "seed-combined table")
+    frame = summarise(runs, ["model", "combination", "method"], ABLATION_METRICS,
+                      orders={"model": model_order, "combination": list(COMBINATION_LABELS),
+                              "method": list(METHOD_LABELS)})
+    return Summary(frame, ["model", "combination", "method"], ABLATION_METRICS,
+                   {"model": "Model", "combination": "Seed masks combined", "method": "Method"},
+                   {"combination": COMBINATION_LABELS, "method": METHOD_LABELS}, "Subnetworks combined across seeds",
+                   "The seed masks of each (model, TargetKG) combined: union (removed in any seed), intersection "
+                   "(in every seed), majority (in more than half); mean ± standard deviation over TargetKGs.")
+
+
+PARAPHRASE_METRICS = [
+    Metric("targetkg_relative_delta_ppl", "ΔPPL rel., chosen sentence", "relpct", "TargetKG"),
+    Metric("targetkg_paraphrase_relative_delta_ppl", "ΔPPL rel., paraphrases", "relpct", "TargetKG"),
+    Metric("targetkg_paraphrase_ppl_full", "PPL full, paraphrases", "ppl", "TargetKG"),
+    Metric("targetkg_paraphrase_ppl_remaining", "PPL remaining, paraphrases", "ppl", "TargetKG"),
+]
+
+
+def with_paraphrase_change(runs: pd.DataFrame) -> pd.DataFrame:
+    """Adds the relative TargetKG perplexity change on the paraphrases (remaining / full - 1)."""
+    columns = ["targetkg_paraphrase_ppl_full", "targetkg_paraphrase_ppl_remaining"]
+    runs = runs.dropna(subset=columns) if set(columns) <= set(runs.columns) else runs.iloc[0:0]
+    if runs.empty:
+        raise KcsError("no evaluation in the runs table has TargetKG paraphrases (KG files whose facts carry "
+                       "`paraphrases`: verbalised KGs, or the authors' KGs with kcs's templates added)")
+    runs = runs.copy()
+    runs["targetkg_paraphrase_relative_delta_ppl"] = (runs["targetkg_paraphrase_ppl_remaining"]
+                                                      / runs["targetkg_paraphrase_ppl_full"] - 1)
+    return runs
+
+
+def paraphrase_table(runs: pd.DataFrame, model_order: list[str] | None = None,
+                     kg_order: list[str] | None = None) -> Summary:
+    """TargetKG suppression on the sentence training saw and on its paraphrases (the templates not
+    chosen), learned vs random: was the knowledge removed, or one phrasing of it?"""
+    _require(runs, ["model", "kg", "method"], "paraphrase table")
+    data = with_paraphrase_change(_default_only(runs))
+    frame = summarise(data, ["model", "kg", "method"], PARAPHRASE_METRICS,
+                      orders={"model": model_order, "kg": kg_order, "method": list(METHOD_LABELS)})
+    return Summary(frame, ["model", "kg", "method"], PARAPHRASE_METRICS,
+                   {"model": "Model", "kg": "TargetKG", "method": "Method"}, {"method": METHOD_LABELS},
+                   "Paraphrase robustness",
+                   "TargetKG perplexity change (remaining / full − 1) on the sentence used in training and on the "
+                   "same facts in the other templates; mean ± standard deviation over seeds.")
+
+
 BENCHMARK_COLUMNS = {"s": "runtime_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_time_s"}
 COST_METRICS = [Metric("runtime_s", "Runtime (s)", "ppl"), Metric("max_rss_mb", "Peak RSS (MB)", "int"),
                 Metric("cpu_time_s", "CPU time (s)", "ppl")]
