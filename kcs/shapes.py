@@ -129,3 +129,43 @@ def model_counts(config, top_k_blocks: int | None = None, block_range=None, gran
     parameters, weights, logits = _counts(config.to_json_string(use_diff=False), top_k_blocks,
                                           tuple(block_range) if block_range else None, granularity)
     return {"parameters": parameters, "masked_weights": weights, "logits": logits}
+
+
+def approximate_parameters(entry: dict) -> int | None:
+    """Parameters of a pipeline `models:` entry from its shape values alone (no transformers import,
+    no model built): for the Snakefile's memory and time requests, evaluated for every job.
+    None when the shape is not known without the model (a GGUF file, an unknown hub id)."""
+    if "tiny" in entry:
+        tiny = entry["tiny"]
+        width, layers = tiny["width"], tiny["layers"]
+        values = {"family": tiny["family"], "layers": layers, "width": width, "vocab": tiny.get("vocab_size", 2000),
+                  "mlp": 4 * width if tiny["family"] == "gpt2" else width * 8 // 3, "kv_share": 0.5}
+    elif "smollm2" in entry or entry.get("hub", "").rsplit("/", 1)[-1] in KNOWN_SHAPES:
+        known = KNOWN_SHAPES["smollm2-135m" if "smollm2" in entry else entry["hub"].rsplit("/", 1)[-1]]
+        values = _shape_values(known)
+    elif "path" in entry:
+        try:
+            raw = json.loads((Path(entry["path"]) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+        family = "gpt2" if raw.get("model_type") == "gpt2" else "llama"
+        values = _shape_values({"family": family, **raw})
+    else:
+        return None
+    width, layers, vocab, mlp = values["width"], values["layers"], values["vocab"], values["mlp"]
+    if values["family"] == "gpt2":
+        per_block = 4 * width * width + 2 * width * mlp
+    else:  # q and o full, k and v at the key/value heads' share; gate, up and down projections
+        per_block = (2 + 2 * values["kv_share"]) * width * width + 3 * width * mlp
+    return int(layers * per_block + vocab * width)
+
+
+def _shape_values(values: dict) -> dict:
+    if values["family"] == "gpt2":
+        width = values.get("n_embd", 768)
+        return {"family": "gpt2", "layers": values.get("n_layer", 12), "width": width,
+                "vocab": values.get("vocab_size", 50257), "mlp": values.get("n_inner") or 4 * width}
+    heads = values.get("num_attention_heads", 1)
+    return {"family": "llama", "layers": values.get("num_hidden_layers", 1), "width": values.get("hidden_size", 1),
+            "vocab": values.get("vocab_size", 32000), "mlp": values.get("intermediate_size", 1),
+            "kv_share": values.get("num_key_value_heads", heads) / heads}

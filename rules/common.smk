@@ -1,6 +1,7 @@
 # The configuration, checked and turned into file names, targets and per-rule resources.
 # Every input function of the rules lives here (named get_*); the rules hold no Python logic.
 
+import functools
 import os
 import re
 from types import SimpleNamespace
@@ -9,7 +10,6 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from kcs import grid, shapes
-from kcs.errors import KcsError
 
 
 try:
@@ -467,14 +467,12 @@ def get_variant_order():
 # ---- resources: scaled by model size, growing with each retry (attempt) -------------------------
 # Defaults for a GPU cluster; adapt per rule in the profile (slurm/config.yaml, set-resources).
 
+@functools.lru_cache(maxsize=None)
 def model_size_m(model):
-    """Parameters (millions) of a configured model, for memory and time requests; 1,000 where its
-    shape cannot be read without the model (a GGUF file, a hub id kcs does not know)."""
-    try:
-        config = shapes.entry_config(MODELS[model], f"models '{model}'")
-    except KcsError:
-        return 1000
-    return shapes.model_counts(config)["parameters"] / 1e6
+    """Parameters (millions) of a configured model, for memory and time requests, from its shape
+    values (kcs.shapes); 1,000 where the shape is not known without the model (GGUF, unknown hub id)."""
+    parameters = shapes.approximate_parameters(MODELS[model])
+    return 1000 if parameters is None else parameters / 1e6
 
 
 def get_train_mem_mb(wildcards, attempt):

@@ -116,3 +116,11 @@ def test_a_wrong_config_key_is_named_with_its_file(tmp_path, capsys):
     assert main(["disk-usage", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml" in capsys.readouterr().err
     assert main(["disk-usage", "--parallel-jobs", "0"]) == 2
+
+
+@pytest.mark.parametrize("entry, shape", [({"hub": "gpt2"}, "gpt2"), ({"hub": "openai-community/gpt2-xl"}, "gpt2-xl"),
+                                          ({"smollm2": True}, "smollm2-135m")])
+def test_resource_requests_estimate_parameters_within_one_percent_without_transformers(entry, shape):
+    exact = shapes.model_counts(shapes.known_config(shape))["parameters"]
+    assert shapes.approximate_parameters(entry) == pytest.approx(exact, rel=0.01)
+    assert shapes.approximate_parameters({"gguf": "model.gguf"}) is None

@@ -96,5 +96,7 @@ def test_html_report_has_every_table_and_figure(smoke_run):
     run_snakemake(smoke_run.workdir, "--configfile", "configs/smoke.yaml", "--report", str(report))
     html = report.read_text()
     for name in ("main.csv", "kgs.csv", "ablations.csv", "compute_cost.csv", "downstream.csv", "runs.csv",
-                 "density.png", "delta_ppl.png", "curves.png", "overlap.png", "downstream.png"):
+                 "density.png", "delta_ppl.png", "curves.png", "overlap.png", "downstream.png",
+                 "combined.csv", "paraphrases.csv", "structure.csv",
+                 "combined.png", "paraphrases.png", "structure.png", "steps.png"):
         assert name in html, name
