@@ -55,7 +55,7 @@ def test_structure_per_head_and_attention_vs_mlp_for_learned_and_random(smoke_ru
         assert set(rows["head"]) == set(range(model["tiny"]["heads"]))
     summary = smoke_run.table("structure")
     shares = summary["attention_share_mean"] + summary["mlp_share_mean"]
-    assert ((shares - 1).abs() < 1e-9).all()
+    assert ((shares - 1).abs() < 1e-6).all()  # the CSV keeps 8 significant digits
     assert (smoke_run.results / "figures" / "structure.png").read_bytes()[:4] == b"\x89PNG"
 
 
