@@ -264,8 +264,8 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir.mkdir(exist_ok=True)
     train_log = TrainLog(out_dir / "train_log.csv", start_step)
-    write_json(out_dir / "run_started.json", provenance(config=config.to_dict(), seed=seed, model=str(model),
-                                                        inputs=fingerprint, status="running"))
+    started = provenance(config=config.to_dict(), seed=seed, model=str(model), inputs=fingerprint, status="running")
+    write_json(out_dir / "run_started.json", started)
 
     def checkpoint(step: int, elapsed: float) -> None:
         state = {
@@ -283,7 +283,8 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
         # written before the step's checkpoint: a resumed run has every step mask up to it (later
         # ones are rewritten identically, the resumed steps being bit-identical)
         save_mask(ckpt_dir / f"step-{step:06d}.safetensors", mask, base_model=str(model), binary=True,
-                  model_type=lm_model.config.model_type, step=str(step), sparsity=f"{mask.sparsity():.5f}")
+                  model_type=lm_model.config.model_type, step=str(step), sparsity=f"{mask.sparsity():.5f}",
+                  provenance=started)  # what trained it: a selected step mask says so like the final one
 
     def validate() -> dict:
         lm.eval()
