@@ -1,4 +1,4 @@
-"""Random subnetworks matched to a learned one, and algebra over masks (method-spec 4.4)."""
+"""Random subnetworks matched to a learned one, and algebra over masks (docs/method.md 4.4)."""
 
 from __future__ import annotations
 

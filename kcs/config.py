@@ -1,4 +1,4 @@
-"""Mask-training hyper-parameters: one dataclass, defaults = the paper's (method-spec 2.3)."""
+"""Mask-training hyper-parameters: one dataclass, defaults = the paper's (docs/method.md 2.3)."""
 
 from __future__ import annotations
 

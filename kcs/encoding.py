@@ -1,7 +1,7 @@
 """Turning KG facts and ControlLM text into model inputs.
 
 A KG sentence is `prompt + target`. Its target tokens are those that end after the prompt. The KG
-loss terms read the distribution that predicts the *last* target token (method-spec 2.2):
+loss terms read the distribution that predicts the *last* target token (docs/method.md 2.2):
 - kg_kl_position="tail" (default, the paper's intent): logits at index last-1;
 - kg_kl_position="after_tail" (the authors' released code): logits at index last, which predict
   the token after the sentence.

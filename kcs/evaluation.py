@@ -1,4 +1,4 @@
-"""Metrics of the full, remaining and subnetwork views (method-spec section 4).
+"""Metrics of the full, remaining and subnetwork views (docs/method.md section 4).
 
 KG perplexity, the paper's variant: for each batch of `eval_batch_size` facts, exp(mean NLL of the
 last target token); reported PPL = unweighted mean over batches (depends on the batch size, as in

@@ -1,4 +1,4 @@
-"""Learnable binary masks over weight matrices (method-spec sections 1.3 to 1.6).
+"""Learnable binary masks over weight matrices (docs/method.md sections 1.3 to 1.6).
 
 A `WeightMask` holds one logit tensor per masked matrix. In training each forward pass draws a
 fresh Gumbel-sigmoid (logistic-noise) sample per matrix, thresholds it at 0.5 and passes the
@@ -45,7 +45,7 @@ class _StraightThroughMask(torch.autograd.Function):
         if noise_scale == 0.0:
             soft = logits / temperature
         else:
-            # logistic noise: logit(u) = log u - log(1 - u), u ~ U(0, 1) (method-spec 1.4), scaled by
+            # logistic noise: logit(u) = log u - log(1 - u), u ~ U(0, 1) (docs/method.md 1.4), scaled by
             # noise_scale (1 = the paper's; smaller = samples closer to the deterministic mask)
             soft = torch.rand_like(logits).logit_(_NOISE_EPS)
             if noise_scale != 1.0:
@@ -106,7 +106,7 @@ class MaskInfo:
 
 
 def logit_shape(weight_shape: tuple[int, int], granularity: str, weight_in_out: bool) -> tuple[int, int]:
-    """Weight masks match the weight; neuron masks hold one logit per input feature (method-spec 1.3)."""
+    """Weight masks match the weight; neuron masks hold one logit per input feature (docs/method.md 1.3)."""
     if granularity == "weight":
         return weight_shape
     if granularity == "neuron":

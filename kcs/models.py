@@ -4,7 +4,7 @@ Supported layouts:
 - GPT-2 (`transformer.h.N`, HF `Conv1D`, weight stored [in, out]): gpt2, gpt2-medium, gpt2-large, gpt2-xl.
 - Llama layout (`model.layers.N`, `nn.Linear`, weight stored [out, in]): Llama, SmolLM2, Qwen2, Mistral.
 Only the weight matrices of the attention and MLP projections are maskable; biases, embeddings,
-norms and the LM head never are (method-spec 1.2).
+norms and the LM head never are (docs/method.md 1.2).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def block_and_module(name: str, layout: Layout) -> tuple[int, str]:
 
 
 def _zero_dropout(config) -> None:
-    # Dropout off everywhere: mask training and the reference must be deterministic (method-spec 1.1).
+    # Dropout off everywhere: mask training and the reference must be deterministic (docs/method.md 1.1).
     for key, value in list(config.to_dict().items()):
         if isinstance(value, float) and ("dropout" in key or "pdrop" in key):
             setattr(config, key, 0.0)

@@ -1,4 +1,4 @@
-"""The loss terms of mask training (method-spec section 2)."""
+"""The loss terms of mask training (docs/method.md section 2)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def lambda_reg(step: int, total_steps: int, initial: float, final: float) -> flo
 
 
 def warmup_factor(step: int, total_steps: int, warmup_frac: float) -> float:
-    """Linear warm-up from ~0 to 1 over `warmup_frac` of the steps, then constant (method-spec 2.3)."""
+    """Linear warm-up from ~0 to 1 over `warmup_frac` of the steps, then constant (docs/method.md 2.3)."""
     warmup = int(total_steps * warmup_frac)
     if warmup <= 0 or step >= warmup:
         return 1.0

@@ -1,5 +1,5 @@
 """Mask training: learn which weights to remove so that the remaining model forgets a TargetKG
-while keeping its ControlKG and ControlLM behaviour (method-spec section 2).
+while keeping its ControlKG and ControlLM behaviour (docs/method.md section 2).
 
 A run directory holds everything needed to resume after a kill at any moment: the last
 checkpoint (logits, optimiser state, RNG states, data-order state, step) is replaced atomically,
@@ -367,7 +367,7 @@ def mask_step(lm: MaskedLM, optimiser: torch.optim.Optimizer, config: TrainConfi
 
 def _loss_terms(lm: MaskedLM, config: TrainConfig, samplers: dict, data: TrainingData) -> dict[str, torch.Tensor]:
     """Each term runs its own forward pass of the masked blocks, so each draws its own mask sample
-    (method-spec 1.4); the frozen prefix below them comes from the caches."""
+    (docs/method.md 1.4); the frozen prefix below them comes from the caches."""
     dev = lm.device
     terms: dict[str, torch.Tensor] = {}
     if config.use_targetkg or config.use_expression:

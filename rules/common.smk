@@ -481,7 +481,7 @@ def get_train_mem_mb(wildcards, attempt):
 
 
 def get_train_runtime(wildcards, attempt):
-    """Minutes: ~1 h for GPT-2 small's 40,000 steps on one GPU (method-spec 8.1), scaled by size."""
+    """Minutes: ~1 h for GPT-2 small's 40,000 steps on one GPU (docs/method.md 8.1), scaled by size."""
     minutes = (
         15
         + train_config_values(wildcards.model, wildcards.variant)["steps"]
@@ -554,7 +554,7 @@ def layout(pattern):
 # ---- knowledge data -----------------------------------------------------------------------------
 # A TargetKG is first a triplet file (model-independent), then a KG file per model (verbalised with
 # the model's lowest-perplexity template). The authors' own sentences are used where they made them
-# (method-spec 3.1-3.3): per GPT-2 size for the WordNet TargetKGs, GPT-2 small's for every model for
+# (docs/method.md 3.1-3.3): per GPT-2 size for the WordNet TargetKGs, GPT-2 small's for every model for
 # the ConceptNet and CommonsenseQA KGs (as their loader does).
 
 WORDNET_DIR = "resources/nltk_data"

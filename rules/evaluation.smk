@@ -1,5 +1,5 @@
 # Evaluation: the full model once per (model, TargetKG), then every mask (learned and random)
-# against it: sparsity and TargetKG / ControlKG / ControlLM perplexities (method-spec 4). The
+# against it: sparsity and TargetKG / ControlKG / ControlLM perplexities (docs/method.md 4). The
 # ControlKG is its validation split, plus its held-out test split where it has one (controlkg_test
 # in the metrics: facts that neither training nor any choice of recipe has seen).
 

@@ -50,7 +50,7 @@ rule train_mask:
 
 
 rule random_mask:
-    # The random baseline: as many weights per matrix as the learned subnetwork (method-spec 4.4);
+    # The random baseline: as many weights per matrix as the learned subnetwork (docs/method.md 4.4);
     # method random-N is draw N of the run's seed.
     input:
         LEARNED_MASK,

@@ -41,3 +41,15 @@ def test_a_budget_too_small_caches_part_of_the_rows(mask_step_benchmark, tmp_pat
     controllm = row["caches"]["prefix/controllm"]
     assert 0 < controllm["rows"] < controllm["of"] == 4656
     assert row["caches"]["reference/controllm"]["rows"] == 0
+
+
+def test_dry_run_benchmark_counts_the_jobs_it_plans(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("dry_run_benchmark", BENCHMARK.parent / "dry_run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "dry-run.json"
+    assert module.main(["--config", "smoke", "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["config"] == "smoke" and row["jobs"] > 100 and row["seconds"] > 0
+    assert row["ms_per_job"] == pytest.approx(1000 * row["seconds"] / row["jobs"], rel=0.01)
+    assert f"smoke: {row['jobs']} jobs planned" in capsys.readouterr().out

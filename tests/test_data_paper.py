@@ -100,7 +100,7 @@ def test_conceptnet_overlap_is_the_known_one():
     control = {f.triplet for n in ("conceptnet-controlkg-train", "conceptnet-controlkg-val")
                for f in read_kg(paper.paper_kg_path(n))}
     overlap = {c: sum(f.triplet in control for f in read_kg(paper.paper_kg_path(c))) for c in paper.CONCEPTNET_CONCEPTS}
-    assert overlap == {"fruit": 10, "sun": 10, "swimming": 19}  # method-spec 3.2
+    assert overlap == {"fruit": 10, "sun": 10, "swimming": 19}  # docs/method.md 3.2
 
 
 def test_paper_kg_command_and_names(tmp_path, capsys):

@@ -57,7 +57,7 @@ def test_remove_overlap_drops_or_keeps_and_counts(tmp_path, capsys, caplog):
     out = tmp_path / "C.jsonl"
     assert run_cli("remove-overlap", "--targetkg", paper.paper_kg_path("swimming"), "--controlkg", control,
                    "--out", out) == 0
-    assert "overlap: 17 of 5455" in capsys.readouterr().out  # method-spec 3.2: swimming 17 in train
+    assert "overlap: 17 of 5455" in capsys.readouterr().out  # docs/method.md 3.2: swimming 17 in train
     kept = read_kg(out)
     target = {f.triplet for f in read_kg(paper.paper_kg_path("swimming"))}
     assert len(kept) == 5455 - 17 and not target & {f.triplet for f in kept}

@@ -1,7 +1,7 @@
 """ConceptNet from the LAMA probe: download, read, and TargetKG neighbourhoods around a concept.
 
 The paper's ConceptNet TargetKGs (fruit, sun, swimming) are neighbourhoods of a focus concept in
-the LAMA ConceptNet subset (method-spec 3.2). `download_lama` fetches LAMA's `data.zip`
+the LAMA ConceptNet subset (docs/method.md 3.2). `download_lama` fetches LAMA's `data.zip`
 (https://dl.fbaipublicfiles.com/LAMA/data.zip; `--url` or `KCS_LAMA_URL` for a mirror) with kcs's
 verified downloader, pinned through the lock file (no checksum is published; see
 `kcs.data.download`), and keeps only `ConceptNet/test.jsonl` under the destination folder.

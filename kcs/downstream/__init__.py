@@ -1,6 +1,6 @@
 """Downstream multiple-choice finetuning after removing a knowledge-critical subnetwork.
 
-The paper's last claim (method-spec section 5): once the subnetwork learned on CommonsenseQA-linked
+The paper's last claim (docs/method.md section 5): once the subnetwork learned on CommonsenseQA-linked
 facts is removed and the model is finetuned on CommonsenseQA, the questions needing the removed
 knowledge suffer more than the others. The authors never released this part; the protocol here is
 ours and is documented in docs/downstream.md.

@@ -13,7 +13,7 @@ from kcs.reporting.layout import parse_paths
 DATASETS = ("targetkg", "controlkg", "controllm")
 # In a metrics file only when its ControlKG has a held-out test split (`kcs evaluate --controlkg-test`).
 OPTIONAL_DATASETS = ("controlkg_test",)
-# The per-dataset numbers a table can show (method-spec 4.2): full model, remaining model, the change.
+# The per-dataset numbers a table can show (docs/method.md 4.2): full model, remaining model, the change.
 PPL_KEYS = ("ppl_full", "ppl_remaining", "delta_ppl", "relative_delta_ppl")
 EXTRA_KEYS = ("ppl_subnetwork", "delta_rank_mean", "delta_logprob_mean", "paraphrase_ppl_full",
               "paraphrase_ppl_remaining", "n", "n_blocks")

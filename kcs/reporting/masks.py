@@ -1,7 +1,7 @@
 """How dense the subnetwork is per layer and module type, read straight from mask files.
 
 A weight is in the subnetwork when its logit is > 0 (sigma(l) > 0.5, the deterministic eval mask,
-method-spec 1.4). Neuron masks have a broadcastable shape; their density is the same fraction of the
+docs/method.md 1.4). Neuron masks have a broadcastable shape; their density is the same fraction of the
 full matrix, so one formula serves both granularities. The model itself is not needed.
 """
 

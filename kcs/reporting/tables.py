@@ -1,9 +1,9 @@
 """The tables people read: the paper's main table, the ablation table, per-KG detail, compute cost.
 
-All numbers are means and sample standard deviations over TargetKGs and seeds (method-spec 9,
-"aggregate"). Perplexities follow method-spec 4.1-4.2: `ppl_full` (the pretrained model),
+All numbers are means and sample standard deviations over TargetKGs and seeds (docs/method.md 9).
+Perplexities follow docs/method.md 4.1-4.2: `ppl_full` (the pretrained model),
 `ppl_remaining` (the model with the subnetwork removed), `delta_ppl` = remaining - full and
-`relative_delta_ppl` = remaining / full - 1. Sparsity counts only the masked weight matrices (4.4).
+`relative_delta_ppl` = remaining / full - 1. Sparsity counts only the masked weight matrices (docs/method.md 1.6).
 """
 
 from __future__ import annotations
