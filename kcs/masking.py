@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from kcs import noise
 from kcs.errors import KcsError
 from kcs.models import block_and_module, layout_for, maskable_parameters
 from kcs.prefix import BlockInputs, inputs_of_block, run_upper_blocks
@@ -40,31 +41,41 @@ class _StraightThroughMask(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, weight, logits, noise_scale, temperature, invert):
+    def forward(ctx, weight, logits, uniform, noise_scale, temperature, invert):
+        """`uniform`: U(0, 1) draws shaped like the logits (kcs.noise), consumed in place; None
+        for the deterministic mask."""
         logits = logits.detach()
-        if noise_scale == 0.0:
+        if uniform is None or noise_scale == 0.0:
             soft = logits / temperature
         else:
             # logistic noise: logit(u) = log u - log(1 - u), u ~ U(0, 1) (docs/method.md 1.4), scaled by
             # noise_scale (1 = the paper's; smaller = samples closer to the deterministic mask)
-            soft = torch.rand_like(logits).logit_(_NOISE_EPS)
+            soft = uniform.logit_(_NOISE_EPS)
             if noise_scale != 1.0:
                 soft.mul_(noise_scale)
             soft.add_(logits)
             if temperature != 1.0:
                 soft.div_(temperature)
         soft.sigmoid_()
-        keep = soft <= 0.5 if invert else soft > 0.5
-        ctx.save_for_backward(weight, soft)
+        # the 0/1 multiplier as floats: round(s) = 1[s > 0.5] on [0, 1] (0.5 rounds to even, 0);
+        # a float * bool product takes ~5x longer than float * float on a CPU
+        keep = torch.round(soft)
+        if invert:  # 1[s <= 0.5]
+            keep.neg_().add_(1.0)
+        # soft is an intermediate (a view of the step's flat noise buffer, whose other views are
+        # written in place): kept on ctx, as autograd prescribes for intermediates
+        ctx.save_for_backward(weight)
+        ctx.soft = soft
         ctx.temperature, ctx.invert = temperature, invert
         # a multiply by the 0/1 mask, not torch.where: where branches per element, and a mask
         # that is still near 50/50 makes it ~4x slower on a CPU
-        return weight * keep
+        return keep.mul_(weight) if keep.shape == weight.shape else weight * keep
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
-        weight, soft = ctx.saved_tensors
+        (weight,), soft = ctx.saved_tensors, ctx.soft
+        del ctx.soft
         grad_mask = grad_output * weight
         if grad_mask.shape != soft.shape:  # neuron masks broadcast over one axis
             grad_mask = grad_mask.sum(dim=[d for d in range(2) if soft.shape[d] == 1], keepdim=True)
@@ -75,17 +86,19 @@ class _StraightThroughMask(torch.autograd.Function):
         grad_logits = grad_mask.mul_(slope)
         if ctx.temperature != 1.0:
             grad_logits.div_(ctx.temperature)
-        return None, grad_logits, None, None, None
+        return None, grad_logits, None, None, None, None
 
 
 class _ExpectedDensity(torch.autograd.Function):
     """mean(sigmoid(l)) over all logit tensors; backward s (1 - s) / n computed in s's own buffer
-    (autograd's sigmoid backward would allocate a second weight-sized tensor per matrix)."""
+    (autograd's sigmoid backward would allocate a second weight-sized tensor per matrix).
+    `buffers` (one per logit tensor, reused every step) hold s: fresh weight-sized tensors cost
+    page faults on a CPU."""
 
     @staticmethod
-    def forward(ctx, n, *logits):
-        softs = [torch.sigmoid(l.detach()) for l in logits]
-        ctx.save_for_backward(*softs)
+    def forward(ctx, n, buffers, *logits):
+        softs = [torch.sigmoid(l.detach(), out=buf) for l, buf in zip(logits, buffers)]
+        ctx.softs = softs
         ctx.n = n
         return sum(soft.sum() for soft in softs) / n
 
@@ -93,7 +106,9 @@ class _ExpectedDensity(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
         scale = grad_output / ctx.n
-        return (None, *(soft.addcmul_(soft, soft, value=-1.0).mul_(scale) for soft in ctx.saved_tensors))
+        softs = ctx.softs
+        del ctx.softs
+        return (None, None, *(soft.addcmul_(soft, soft, value=-1.0).mul_(scale) for soft in softs))
 
 
 @dataclass(frozen=True)
@@ -149,21 +164,34 @@ class WeightMask(nn.Module):
     def _noise_scale(self, stochastic: bool) -> float:
         return self.noise_scale if stochastic else 0.0
 
+    def uniform_draws(self, stochastic: bool) -> list[torch.Tensor | None]:
+        """One fresh U(0, 1) tensor per logit tensor (None each when deterministic), drawn as one
+        flat buffer so that the fast CPU source (kcs.noise) fills all matrices in parallel."""
+        if self._noise_scale(stochastic) == 0.0:
+            return [None] * len(self.logits)
+        flat = noise.uniform_(torch.empty(self.num_logits, device=self.logits[0].device))
+        return list(flat.split([logits.numel() for logits in self.logits]))
+
     def sample(self, index: int, view: str, stochastic: bool) -> torch.Tensor:
         """The hard 0/1 multiplier of matrix `index` in `view` (no gradient; for inspection and tests)."""
-        ones = torch.ones_like(self.logits[index])
+        logits = self.logits[index]
+        uniform = None if self._noise_scale(stochastic) == 0.0 else noise.uniform_like(logits)
         with torch.no_grad():
-            return _StraightThroughMask.apply(ones, self.logits[index], self._noise_scale(stochastic),
+            return _StraightThroughMask.apply(torch.ones_like(logits), logits, uniform, self._noise_scale(stochastic),
                                               self.temperature, view == "remaining")
 
-    def masked_weight(self, index: int, weight: torch.Tensor, view: str, stochastic: bool) -> torch.Tensor:
+    def masked_weight(self, index: int, weight: torch.Tensor, view: str, stochastic: bool,
+                      uniform: torch.Tensor | None = None) -> torch.Tensor:
         """weight * hard mask, with the straight-through gradient reaching the logits.
 
-        The remaining view thresholds 1 - s, as the authors' inverse mask does; each call draws
-        its own noise, so every forward pass of every matrix gets a fresh sample.
+        The remaining view thresholds 1 - s, as the authors' inverse mask does. Every forward
+        pass of every matrix gets a fresh sample: `uniform` (from `uniform_draws`), or drawn here.
         """
-        return _StraightThroughMask.apply(weight, self.logits[index], self._noise_scale(stochastic),
-                                          self.temperature, view == "remaining")
+        logits = self.logits[index]
+        if uniform is None and self._noise_scale(stochastic) != 0.0:
+            uniform = noise.uniform_like(logits)
+        return _StraightThroughMask.apply(weight, logits, None if uniform is None else uniform.view(logits.shape),
+                                          self._noise_scale(stochastic), self.temperature, view == "remaining")
 
     def binary(self) -> dict[str, torch.Tensor]:
         """The deterministic subnetwork: True where a weight (or neuron) is in it (logit > 0)."""
@@ -171,7 +199,10 @@ class WeightMask(nn.Module):
 
     def expected_density(self) -> torch.Tensor:
         """The sparsity regulariser: mean sigmoid of all logits (expected subnetwork share)."""
-        return _ExpectedDensity.apply(self.num_logits, *self.logits)
+        buffers = self.__dict__.setdefault("_density_buffers", [])
+        if len(buffers) != len(self.logits) or buffers[0].device != self.logits[0].device:
+            buffers[:] = [torch.empty_like(logits, requires_grad=False) for logits in self.logits]
+        return _ExpectedDensity.apply(self.num_logits, buffers, *self.logits)
 
     @property
     def num_logits(self) -> int:
@@ -270,9 +301,10 @@ class MaskedLM(nn.Module):
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
         if self.mask is None:
             raise ValueError(f"the {view} view needs a mask")
+        draws = self.mask.uniform_draws(stochastic)
         return {
-            name: self.mask.masked_weight(i, weight, view, stochastic)
-            for i, (name, weight) in enumerate(zip(self.mask.names, self._weights))
+            name: self.mask.masked_weight(i, weight, view, stochastic, uniform)
+            for i, (name, weight, uniform) in enumerate(zip(self.mask.names, self._weights, draws))
         }
 
     def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> BlockInputs:

@@ -196,3 +196,17 @@ def test_maintenance_kl_equals_the_definition():
     torch.testing.assert_close(maintenance_kl(ref, logits), expected.mean())
     weights = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0])
     torch.testing.assert_close(maintenance_kl(ref, logits, weights), (expected * weights).sum() / 3)
+
+
+def test_a_logit_of_exactly_zero_stays_out_of_the_subnetwork(tiny_model_dir):
+    # s = 0.5 exactly: not in the subnetwork (logit > 0 is), so kept by the remaining view
+    model, _ = load_model(tiny_model_dir)
+    mask = _mask(model)
+    with torch.no_grad():
+        mask.logits[0].zero_()
+        mask.logits[0][0, 0] = 1e-6
+    remaining = mask.sample(0, "remaining", False)
+    subnetwork = mask.sample(0, "subnetwork", False)
+    assert remaining[0, 0] == 0 and subnetwork[0, 0] == 1
+    assert torch.equal(remaining + subnetwork, torch.ones_like(remaining))
+    assert int(subnetwork.sum()) == 1 == int(mask.binary()[mask.names[0]].sum())
