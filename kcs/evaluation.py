@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from kcs.encoding import KGEncoding, encode_verbalisations, paraphrase_items
 from kcs.kg import Fact
 from kcs.masking import MaskedLM
-from kcs.prefix import PrefixCache
+from kcs.prefix import PrefixCache, PrefixStore
 from kcs.progress import ProgressLog
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,18 @@ def lm_perplexity(lm: MaskedLM, views: Sequence[str], blocks: torch.Tensor, batc
     return {view: sum(values) / len(values) for view, values in batch_ppls.items()}
 
 
-def _kg_view_metrics(lm, views, facts, tokenizer, batch_size, where, with_paraphrases: bool) -> dict[str, dict]:
-    stats = kg_statistics(lm, views, encode_verbalisations(facts, tokenizer, where), batch_size,
+def stored_prefix(lm: MaskedLM, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                  store: PrefixStore | None) -> PrefixCache | None:
+    """Every row's prefix, read from (or added to) `store`; None without a store or a prefix."""
+    if store is None or lm.first_block == 0:
+        return None
+    return PrefixCache.for_lm(lm, input_ids, attention_mask, budget_bytes=2**62, store=store)
+
+
+def _kg_view_metrics(lm, views, facts, tokenizer, batch_size, where, with_paraphrases: bool,
+                     store: PrefixStore | None = None) -> dict[str, dict]:
+    enc = encode_verbalisations(facts, tokenizer, where)
+    stats = kg_statistics(lm, views, enc, batch_size, stored_prefix(lm, enc.input_ids, enc.attention_mask, store),
                           log_label=f"evaluate {where}")
     out = {
         view: {
@@ -136,7 +146,9 @@ def _kg_view_metrics(lm, views, facts, tokenizer, batch_size, where, with_paraph
     }
     paraphrases = paraphrase_items(facts) if with_paraphrases else []
     if paraphrases:
-        para = kg_statistics(lm, views, encode_verbalisations(paraphrases, tokenizer, f"{where} paraphrases"), batch_size,
+        para_enc = encode_verbalisations(paraphrases, tokenizer, f"{where} paraphrases")
+        para = kg_statistics(lm, views, para_enc, batch_size,
+                             stored_prefix(lm, para_enc.input_ids, para_enc.attention_mask, store),
                              log_label=f"evaluate {where} paraphrases")
         for view in views:
             out[view]["paraphrase_ppl"] = para[view]["ppl"]
@@ -145,21 +157,25 @@ def _kg_view_metrics(lm, views, facts, tokenizer, batch_size, where, with_paraph
 
 def evaluate_views(lm: MaskedLM, tokenizer, views: Sequence[str], kgs: dict[str, Sequence[Fact]],
                    text_blocks: torch.Tensor | None, kg_batch_size: int = 250, lm_batch_size: int = 8,
-                   paraphrase_kgs: Sequence[str] = ("targetkg",)) -> dict:
+                   paraphrase_kgs: Sequence[str] = ("targetkg",), prefix_store: PrefixStore | None = None) -> dict:
     """Raw metrics of each view on each KG and on the text: {view: {"targetkg": {...}, ..., "controllm": {...}}}.
 
     All views are computed batch by batch, so the frozen prefix runs once per batch for all of them.
     Paraphrase perplexity is computed for the KGs in `paraphrase_kgs` only: it answers whether the
     TargetKG's knowledge or only one phrasing was removed (a ControlKG's ~20 paraphrases per fact
-    would multiply the evaluation's cost for a number no table shows).
+    would multiply the evaluation's cost for a number no table shows). With a `prefix_store`, the
+    prefix of each set is read from it when another job has computed it (kcs.prefix.PrefixStore).
     """
     results: dict[str, dict] = {view: {} for view in views}
     for name, facts in kgs.items():
         with_paraphrases = name in paraphrase_kgs
-        for view, metrics in _kg_view_metrics(lm, views, facts, tokenizer, kg_batch_size, name, with_paraphrases).items():
+        for view, metrics in _kg_view_metrics(lm, views, facts, tokenizer, kg_batch_size, name, with_paraphrases,
+                                              prefix_store).items():
             results[view][name] = metrics
     if text_blocks is not None:
-        for view, ppl in lm_perplexity(lm, views, text_blocks, lm_batch_size, log_label="evaluate controllm").items():
+        prefix = stored_prefix(lm, text_blocks, None, prefix_store)
+        for view, ppl in lm_perplexity(lm, views, text_blocks, lm_batch_size, prefix,
+                                       log_label="evaluate controllm").items():
             results[view]["controllm"] = {"ppl": ppl, "n_blocks": int(text_blocks.shape[0])}
     return results
 
@@ -259,9 +275,11 @@ def mask_selection(metadata: dict) -> dict | None:
 
 
 def evaluate_mask(model: str, mask_path, targetkg, controlkg, controllm: Sequence, config,
-                  full_metrics: dict | None = None, device=None, controlkg_test=None) -> dict:
+                  full_metrics: dict | None = None, device=None, controlkg_test=None,
+                  prefix_store: str | None = None) -> dict:
     """The metrics file of one mask: sparsity and full vs remaining on TargetKG, ControlKG, ControlLM
-    (and on the held-out ControlKG test split, `controlkg_test`, when given)."""
+    (and on the held-out ControlKG test split, `controlkg_test`, when given). `prefix_store`: a
+    folder shared by the evaluations of one model (kcs.prefix.PrefixStore)."""
     from kcs.errors import KcsError
     from kcs.maskfile import load_mask
     from kcs.models import load_model
@@ -284,10 +302,11 @@ def evaluate_mask(model: str, mask_path, targetkg, controlkg, controllm: Sequenc
         full = full_metrics["raw"]
     else:
         full = None  # computed below, in the same batches as the remaining model
+    store = PrefixStore(prefix_store) if prefix_store else None
     views = evaluate_views(lm, tokenizer, ["full", "remaining"] if full_metrics is None else ["remaining"], kgs, text,
-                           config.eval_batch_size, config.eval_lm_batch_size)
+                           config.eval_batch_size, config.eval_lm_batch_size, prefix_store=store)
     subnetwork = evaluate_views(lm, tokenizer, ["subnetwork"], {"targetkg": kgs["targetkg"]}, None, config.eval_batch_size,
-                                paraphrase_kgs=())
+                                paraphrase_kgs=(), prefix_store=store)
     remaining = views["remaining"]
     full = views["full"] if full is None else full
     result = dict(mask.sparsity_report())

@@ -12,11 +12,17 @@ the cached path runs exactly the operations of the uncached one (docs/architectu
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from kcs.atomic import atomic_path
 from kcs.models import layout_for
 
 
@@ -75,16 +81,73 @@ def run_upper_blocks(model: nn.Module, first_block: int, inputs: BlockInputs) ->
     return model.get_submodule(layout_for(model).final_norm)(hidden)
 
 
+class PrefixStore:
+    """A folder of prefix hidden states shared by the processes of a pipeline.
+
+    Every evaluation job, every training run and every step evaluation of one model recomputes the
+    same frozen prefix over the same data sets; with a store, the first computes it and the others
+    read it (on the demo, 24 of SmolLM2's 30 blocks). One safetensors file per cache, named by a
+    SHA-256 digest of everything the hidden states depend on: the prefix's weights (every
+    parameter and buffer outside the masked blocks), the first masked block, the rows' token ids
+    and attention mask, the chunking, the device type and the torch version. A file can only be
+    found by the computation that would recompute it, so reading it changes no number; one that
+    is unreadable or of the wrong shape is recomputed and replaced. Files are written atomically,
+    so concurrent jobs at most compute the same file twice.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self._weights: dict[tuple[int, int], str] = {}
+
+    def _weights_digest(self, model: nn.Module, first_block: int) -> str:
+        key = (id(model), first_block)
+        if key not in self._weights:
+            upper = tuple(f"{layout_for(model).blocks_path}.{i}." for i in range(first_block, len(blocks_of(model))))
+            digest = hashlib.sha256(f"{torch.__version__}|{first_block}".encode())
+            for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+                if name.startswith(upper):
+                    continue
+                digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+                digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+            self._weights[key] = digest.hexdigest()
+        return self._weights[key]
+
+    def path(self, model: nn.Module, first_block: int, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+             n_rows: int, chunk: int) -> Path:
+        digest = hashlib.sha256(self._weights_digest(model, first_block).encode())
+        device = next(model.parameters()).device.type
+        digest.update(f"{device}|{n_rows}|{chunk}|{tuple(input_ids.shape)}".encode())
+        digest.update(input_ids.cpu().contiguous().numpy().tobytes())
+        if attention_mask is not None:
+            digest.update(attention_mask.cpu().contiguous().numpy().tobytes())
+        return self.root / f"{digest.hexdigest()[:40]}.safetensors"
+
+    @staticmethod
+    def load(path: Path, shape: tuple[int, ...]) -> torch.Tensor | None:
+        try:
+            hidden = load_file(str(path))["hidden"]
+        except (OSError, KeyError, SafetensorError):
+            return None
+        return hidden if tuple(hidden.shape) == shape else None
+
+    @staticmethod
+    def save(path: Path, hidden: torch.Tensor) -> None:
+        with atomic_path(path) as tmp:
+            save_file({"hidden": hidden.detach().cpu().contiguous()}, str(tmp))
+
+
 class PrefixCache:
     """The inputs of the first masked block for a fixed set of rows, cached within a byte budget.
 
     `input_ids` [N, T] (right padded when `attention_mask` is given) are the rows; the hidden
     states of the first rows that fit `budget_bytes` are computed up front in fixed chunks, so a
     cached value never depends on which batch asks for it (a resumed run sees the same numbers).
+    With a `store`, they are read from it when another process has computed them already.
     """
 
     def __init__(self, model: nn.Module, first_block: int, input_ids: torch.Tensor,
-                 attention_mask: torch.Tensor | None = None, budget_bytes: int = 0, chunk: int = 64):
+                 attention_mask: torch.Tensor | None = None, budget_bytes: int = 0, chunk: int = 64,
+                 store: PrefixStore | None = None):
         self.model, self.first_block = model, first_block
         self.input_ids, self.attention_mask = input_ids, attention_mask
         self.device = next(model.parameters()).device
@@ -93,18 +156,28 @@ class PrefixCache:
         # below block 0 there is only the embedding lookup: nothing worth caching
         self.n_cached = 0 if first_block == 0 else min(len(input_ids), max(budget_bytes, 0) // row_bytes)
         self.hidden: torch.Tensor | None = None
-        if self.n_cached:
-            self.hidden = torch.zeros(self.n_cached, input_ids.shape[1], d_model, device=self.device)
-            for start in range(0, self.n_cached, chunk):
-                rows = torch.arange(start, min(start + chunk, self.n_cached))
-                ids, att = self.rows(rows)
-                self.hidden[rows.to(self.device), : ids.shape[1]] = self._lower(ids, att).hidden
+        if not self.n_cached:
+            return
+        shape = (self.n_cached, input_ids.shape[1], d_model)
+        stored = None if store is None else store.path(model, first_block, input_ids, attention_mask, self.n_cached, chunk)
+        if stored is not None:
+            self.hidden = PrefixStore.load(stored, shape)
+            if self.hidden is not None:
+                self.hidden = self.hidden.to(self.device)
+                return
+        self.hidden = torch.zeros(shape, device=self.device)
+        for start in range(0, self.n_cached, chunk):
+            rows = torch.arange(start, min(start + chunk, self.n_cached))
+            ids, att = self.rows(rows)
+            self.hidden[rows.to(self.device), : ids.shape[1]] = self._lower(ids, att).hidden
+        if stored is not None:
+            PrefixStore.save(stored, self.hidden)
 
     @classmethod
     def for_lm(cls, lm, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-               budget_bytes: int = 0) -> "PrefixCache":
+               budget_bytes: int = 0, store: PrefixStore | None = None) -> "PrefixCache":
         """The cache of a kcs.masking.MaskedLM's frozen prefix (masks with the same first block share it)."""
-        return cls(lm.model, lm.first_block, input_ids, attention_mask, budget_bytes)
+        return cls(lm.model, lm.first_block, input_ids, attention_mask, budget_bytes, store=store)
 
     def _lower(self, ids: torch.Tensor, att: torch.Tensor | None) -> BlockInputs:
         return inputs_of_block(self.model, self.first_block, ids.to(self.device), _to(att, self.device))

@@ -118,12 +118,13 @@ def _ppls(lm, view: str, encodings: dict, text: torch.Tensor, prefix: dict, conf
 
 
 def evaluate_steps(model: str | os.PathLike, mask_paths: Sequence[str | os.PathLike], targetkg, controlkg_val,
-                   controllm_val: Sequence, config, device: str | None = None, progress: bool = False) -> list[dict]:
+                   controllm_val: Sequence, config, device: str | None = None, progress: bool = False,
+                   prefix_store: str | None = None) -> list[dict]:
     """One row per mask, ordered by step: sparsity, remaining-model perplexities, their change from
     the full model (whose perplexities every row carries as `*_ppl_full`), the mask path and digest.
 
     The model is loaded and the frozen prefix (hidden states entering the first masked block) is
-    computed once; each mask is then copied into the same WeightMask, so a mask costs only the
+    computed once (or read from `prefix_store`, kcs.prefix.PrefixStore); each mask is then copied into the same WeightMask, so a mask costs only the
     masked blocks' forward passes.
     """
     from tqdm.auto import tqdm
@@ -133,7 +134,7 @@ def evaluate_steps(model: str | os.PathLike, mask_paths: Sequence[str | os.PathL
     from kcs.maskfile import load_mask
     from kcs.masking import MaskedLM
     from kcs.models import load_model
-    from kcs.prefix import PrefixCache
+    from kcs.prefix import PrefixCache, PrefixStore
     from kcs.provenance import file_sha256
 
     paths = [Path(p) for p in mask_paths]
@@ -147,7 +148,7 @@ def evaluate_steps(model: str | os.PathLike, mask_paths: Sequence[str | os.PathL
     budget = config.prefix_cache_mb * 2**20
     prefix = {}
     for name, ids, att in [(n, e.input_ids, e.attention_mask) for n, e in encodings.items()] + [("controllm", text, None)]:
-        prefix[name] = PrefixCache.for_lm(lm, ids, att, budget)
+        prefix[name] = PrefixCache.for_lm(lm, ids, att, budget, store=PrefixStore(prefix_store) if prefix_store else None)
         budget -= prefix[name].nbytes
     full = _ppls(lm, "full", encodings, text, prefix, config)
 

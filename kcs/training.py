@@ -34,7 +34,7 @@ from kcs.kg import read_kg
 from kcs.maskfile import save_mask
 from kcs.masking import MaskedLM, WeightMask
 from kcs.models import load_model, num_blocks, select_blocks
-from kcs.prefix import PrefixCache
+from kcs.prefix import PrefixCache, PrefixStore
 from kcs.progress import ProgressLog
 from kcs.provenance import file_sha256, provenance
 from kcs.reference import FullModelReference
@@ -108,14 +108,14 @@ class TrainingData:
 
     @classmethod
     def build(cls, lm: MaskedLM, config: TrainConfig, targetkg: KGEncoding, controlkg: KGEncoding,
-              text: torch.Tensor, controlkg_val: KGEncoding) -> "TrainingData":
+              text: torch.Tensor, controlkg_val: KGEncoding, store: PrefixStore | None = None) -> "TrainingData":
         left = config.prefix_cache_mb * 2**20
         prefix = {}
         for name, ids, att in (("targetkg", targetkg.input_ids, targetkg.attention_mask),
                                ("controlkg", controlkg.input_ids, controlkg.attention_mask),
                                ("controllm", text, None),
                                ("controlkg_val", controlkg_val.input_ids, controlkg_val.attention_mask)):
-            prefix[name] = PrefixCache.for_lm(lm, ids, att, left)
+            prefix[name] = PrefixCache.for_lm(lm, ids, att, left, store=store)
             left -= prefix[name].nbytes
         left = config.reference_cache_mb * 2**20
         reference = {}
@@ -180,8 +180,11 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
                controllm: Sequence[str | os.PathLike], out_dir: str | os.PathLike, config: TrainConfig,
                seed: int = 42, controlkg_val: str | os.PathLike | None = None, device: str | None = None,
                progress: bool = True, restart_if_changed: bool = False, log_every: int = 100,
-               log_seconds: float = 60.0) -> Path:
+               log_seconds: float = 60.0, prefix_store: str | os.PathLike | None = None) -> Path:
     """Train (or resume, or recognise as finished) a mask; returns the path of the final mask file.
+
+    `prefix_store`: a folder where the frozen prefix's hidden states are shared with the other
+    runs and evaluations of the same model and data (kcs.prefix.PrefixStore; same numbers).
 
     A progress line (step, losses, sparsity, rate, ETA) is logged every `log_every` steps or
     `log_seconds` seconds, whichever comes first, and at the first and last step, bar or no bar.
@@ -244,7 +247,8 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
         "controlkg": CyclingSampler(len(control_enc), config.controlkg_batch_size, seed + 2),
         "controllm": CyclingSampler(text.shape[0], config.controllm_batch_size, seed + 3),
     }
-    data = TrainingData.build(lm, config, target_enc, control_enc, text, val_enc)
+    data = TrainingData.build(lm, config, target_enc, control_enc, text, val_enc,
+                              PrefixStore(prefix_store) if prefix_store else None)
     log.info("caches: %s", data.cache_report())
 
     start_step = 0

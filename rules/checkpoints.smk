@@ -26,9 +26,11 @@ rule evaluate_steps:
     params:
         step_masks=get_step_masks_glob,
         labels=get_steps_labels,
+        prefix_store=get_prefix_store_arg,
     shell:
         "kcs evaluate-steps --model {input.model} --targetkg {input.targetkg} --controlkg {input.controlkg}"
         " --controllm {input.controllm} --config {input.config} --out {output} {params.labels} --no-progress"
+        "{params.prefix_store}"
         " {params.step_masks} > {log} 2>&1"
 
 

@@ -96,6 +96,7 @@ TARGETKG = f"{DATA}/{{model}}/targetkg/{{kg}}.jsonl"
 CONTROLKG = f"{DATA}/{{model}}/controlkg/{{controlkg}}/{{split}}.jsonl"
 CONTROLLM = f"{DATA}/controllm/{{split}}.txt"
 RUN_DIR = f"{RESULTS}/runs/{{model}}/{{kg}}/{{variant}}/seed{{seed}}"
+PREFIX_STORE = f"{RESULTS}/cache/prefix"
 MASK = f"{RUN_DIR}/mask.safetensors"
 # Checkpoints over training (training keep_step_masks): each run's step masks evaluated on
 # validation data, and the mask a selection rule picks (config checkpoint_selection)
@@ -383,6 +384,11 @@ def random_or_temp(path):
     """Random and combined masks: deleted once every job reading them is done when
     keep_random_masks is false (remade in seconds from their seed)."""
     return path if config["keep_random_masks"] else temp(path)
+
+
+def get_prefix_store_arg(wildcards):
+    """kcs --prefix-store: the jobs of a model share the frozen prefix's hidden states."""
+    return f" --prefix-store {PREFIX_STORE}" if config["share_prefix_cache"] else ""
 
 
 def learned_mask_output(path):

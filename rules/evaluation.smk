@@ -64,7 +64,8 @@ rule evaluate_mask:
         runtime=get_model_runtime,
     params:
         controlkg_test=get_controlkg_test_arg,
+        prefix_store=get_prefix_store_arg,
     shell:
         "kcs evaluate --model {input.model} --mask {input.mask} --targetkg {input.targetkg}"
         " --controlkg {input.controlkg}{params.controlkg_test} --controllm {input.controllm} --config {input.config}"
-        " --full-metrics {input.full} --out {output} > {log} 2>&1"
+        " --full-metrics {input.full}{params.prefix_store} --out {output} > {log} 2>&1"

@@ -42,9 +42,10 @@ rule train_mask:
         runtime=get_train_runtime,
     params:
         run_dir=RUN_DIR,
+        prefix_store=get_prefix_store_arg,
     shell:
         "kcs train --model {input.model} --targetkg {input.targetkg} --controlkg {input.controlkg}"
-        " --controlkg-val {input.controlkg_val} --controllm {input.controllm} --config {input.config}"
+        " --controlkg-val {input.controlkg_val} --controllm {input.controllm} --config {input.config}{params.prefix_store}"
         " --seed {wildcards.seed} --out {params.run_dir} --no-progress --restart-if-changed > {log} 2>&1"
         " && cp {params.run_dir}/train_log.csv {output.curves}"
 

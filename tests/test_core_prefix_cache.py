@@ -170,3 +170,51 @@ def test_kg_statistics_equal_the_whole_model_with_and_without_a_prefix_cache(dee
             assert stats[view]["tail_ppl"] == pytest.approx(torch.exp(tail_nll).item(), rel=1e-4)
             batch_ppls = [torch.exp(nll[s:s + 4].mean()).item() for s in range(0, len(enc), 4)]
             assert stats[view]["ppl"] == pytest.approx(sum(batch_ppls) / len(batch_ppls), rel=1e-4)
+
+
+def test_a_prefix_store_is_read_back_and_keyed_by_weights_and_rows(deep_model_dir, tmp_path):
+    from kcs.prefix import PrefixStore
+
+    lm, tok = _masked_lm(deep_model_dir)
+    enc = _kg(tok)
+    store = PrefixStore(tmp_path / "store")
+    computed = PrefixCache.for_lm(lm, enc.input_ids, enc.attention_mask, budget_bytes=10**9, store=store)
+    files = list((tmp_path / "store").glob("*.safetensors"))
+    assert len(files) == 1
+    # another process (a fresh store object) reads the file instead of running the prefix
+    lm.model.base_model.forward = None  # would fail if the prefix ran
+    read = PrefixCache.for_lm(lm, enc.input_ids, enc.attention_mask, budget_bytes=10**9, store=PrefixStore(store.root))
+    del lm.model.base_model.forward
+    assert torch.equal(read.hidden, computed.hidden)
+    # other rows, or other prefix weights, are other files: never a wrong hit
+    PrefixCache.for_lm(lm, enc.input_ids[:5], enc.attention_mask[:5], budget_bytes=10**9, store=store)
+    with torch.no_grad():
+        lm.model.get_input_embeddings().weight[0, 0] += 1.0
+    changed = PrefixCache.for_lm(lm, enc.input_ids, enc.attention_mask, budget_bytes=10**9, store=PrefixStore(store.root))
+    assert len(list((tmp_path / "store").glob("*.safetensors"))) == 3
+    assert not torch.equal(changed.hidden, computed.hidden)
+    # a damaged file is recomputed and replaced
+    files[0].write_bytes(b"not a safetensors file")
+    lm2, _ = _masked_lm(deep_model_dir)
+    again = PrefixCache.for_lm(lm2, enc.input_ids, enc.attention_mask, budget_bytes=10**9, store=PrefixStore(store.root))
+    assert torch.equal(again.hidden, computed.hidden)
+    assert PrefixStore.load(files[0], tuple(computed.hidden.shape)) is not None
+
+
+def test_an_evaluation_with_a_prefix_store_equals_one_without(deep_gpt2_dir, tiny_data, tmp_path):  # noqa: F811
+    from kcs.evaluation import evaluate_mask
+    from kcs.maskfile import save_mask
+
+    lm, _ = _masked_lm(deep_gpt2_dir)
+    mask_path = tmp_path / "mask.safetensors"
+    save_mask(mask_path, lm.mask, base_model=str(deep_gpt2_dir), model_type=lm.model.config.model_type)
+    config = TrainConfig(eval_batch_size=4, eval_lm_batch_size=2, controllm_block_size=32)
+    args = (str(deep_gpt2_dir), mask_path, tiny_data["targetkg"], tiny_data["controlkg"], [tiny_data["text"]], config)
+    plain = evaluate_mask(*args)
+    first = evaluate_mask(*args, prefix_store=tmp_path / "store")
+    assert len(list((tmp_path / "store").glob("*.safetensors"))) >= 3  # targetkg, controlkg, text
+    second = evaluate_mask(*args, prefix_store=tmp_path / "store")
+    for name in ("targetkg", "controlkg", "controllm"):
+        assert first[name]["ppl_remaining"] == second[name]["ppl_remaining"]
+        assert first[name]["ppl_remaining"] == pytest.approx(plain[name]["ppl_remaining"], rel=1e-5)
+    assert first["targetkg"]["ppl_subnetwork"] == pytest.approx(plain["targetkg"]["ppl_subnetwork"], rel=1e-5)

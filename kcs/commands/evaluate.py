@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from kcs.commands import add_prefix_store_argument
 from kcs.config import TrainConfig
 from kcs.errors import KcsError
 
@@ -29,6 +30,7 @@ def register(subparsers) -> None:
     _common(p)
     p.add_argument("--mask", required=True, help="mask file (learned or random)")
     p.add_argument("--full-metrics", help="reuse this `kcs evaluate-full` output instead of recomputing the full model")
+    add_prefix_store_argument(p)
     p.set_defaults(func=run_evaluate)
     p = subparsers.add_parser("evaluate-full", help="evaluate the unmasked model once (shared by all masks)",
                               description=__doc__)
@@ -54,7 +56,7 @@ def run_evaluate(args) -> int:
             raise KcsError(f"{path}: not a `kcs evaluate-full` metrics file (no kind 'full' with raw metrics); "
                            "make it with `kcs evaluate-full`")
     result = evaluate_mask(args.model, args.mask, args.targetkg, args.controlkg, args.controllm, config, full, args.device,
-                           controlkg_test=args.controlkg_test)
+                           controlkg_test=args.controlkg_test, prefix_store=args.prefix_store)
     write_json(args.out, result, finite=True)
     print(f"sparsity {result['sparsity']:.4f}  " + "  ".join(
         f"{label} ppl {result[key]['ppl_full']:.2f} -> {result[key]['ppl_remaining']:.2f}"

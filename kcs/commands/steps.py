@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kcs.commands import add_prefix_store_argument
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("evaluate-steps", help="evaluate the masks a run kept over training (validation data)",
@@ -29,6 +31,7 @@ def register(subparsers) -> None:
                    help="a label stored in the file (repeatable; steps-figure groups by model and kg)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
+    add_prefix_store_argument(p)
     p.set_defaults(func=run_evaluate_steps)
 
     p = subparsers.add_parser("select-checkpoint", help="pick one step mask by a stated rule", description=__doc__)
@@ -79,7 +82,7 @@ def run_evaluate_steps(args) -> int:
     labels = _labels(args.label)
     config = TrainConfig.from_yaml(args.config)
     rows = evaluate_steps(args.model, args.masks, args.targetkg, args.controlkg, args.controllm, config, args.device,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, prefix_store=args.prefix_store)
     full = {key.removesuffix("_full"): value for key, value in rows[0].items() if key.endswith("_ppl_full")}
     inputs = _inputs_fingerprint(args.targetkg, args.controlkg, args.controllm, config)
     result = {"kind": "steps", "labels": labels, "full": full, "rows": rows,

@@ -1,5 +1,6 @@
 """`kcs train`: learn a knowledge-critical subnetwork mask (resumes an unfinished RUN_DIR)."""
 
+from kcs.commands import add_prefix_store_argument
 from kcs.config import TrainConfig
 
 
@@ -24,6 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--restart-if-changed", action="store_true",
                    help="if RUN_DIR's checkpoint came from other arguments, discard it and start over "
                         "(default: refuse)")
+    add_prefix_store_argument(p)
     p.set_defaults(func=run)
 
 
@@ -34,6 +36,6 @@ def run(args) -> int:
     path = train_mask(args.model, args.targetkg, args.controlkg, args.controllm, args.out, config,
                       seed=args.seed, controlkg_val=args.controlkg_val, device=args.device,
                       progress=not args.no_progress, restart_if_changed=args.restart_if_changed,
-                      log_every=args.log_every, log_seconds=args.log_seconds)
+                      log_every=args.log_every, log_seconds=args.log_seconds, prefix_store=args.prefix_store)
     print(path)
     return 0
