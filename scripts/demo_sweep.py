@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     return 0
 
 
-SWEPT = ("steps", "init_p", "noise_scale_final", "top_k_blocks")  # the columns: the run's own values
+SWEPT = ("steps", "init_p", "noise_scale_final", "top_k_blocks", "lambda_controlkg")  # the columns: the run's own values
 
 
 def row(m: dict) -> str:
@@ -111,9 +111,9 @@ def write_table(out_dir: Path, table: Path, argv) -> None:
     rows = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*/val_metrics.json"))]
     rows.sort(key=lambda m: (m["sweep"]["kg"], m["sweep"]["seed"], m["sweep"]["recipe"]["name"]))
     lines = [
-        "| recipe | steps | init_p | noise_scale_final | top_k_blocks | TargetKG | seed | sparsity | "
+        "| recipe | steps | init_p | noise_scale_final | top_k_blocks | lambda_controlkg | TargetKG | seed | sparsity | "
         "TargetKG ppl (x full) | ControlKG val | ControlLM held-out |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *(row(m) for m in rows),
     ]
     table.write_text("\n".join(lines) + "\n")
