@@ -153,7 +153,8 @@ def _outputs_are_whole(results: Path) -> int:
 
     count = 0
     for path in results.rglob("*"):
-        if path.suffix == ".safetensors" and "checkpoints" not in path.parts:
+        # checkpoints and the shared prefix store (cache/) are resume and cache state, not outputs
+        if path.suffix == ".safetensors" and not {"checkpoints", "cache"} & set(path.parts):
             load_mask(path)
             count += 1
         elif path.suffix == ".json":
