@@ -5,7 +5,7 @@ All on a randomly initialised model of a real architecture's shape (no download)
 with data sets sized like a real run (`--data demo`: the offline demo's; `--data paper`: the
 paper's, for GPU machines):
 - mask step, cached: `kcs.training.mask_step` on `kcs.training.TrainingData` as `kcs train` builds
-  it: the frozen prefix below the first masked block and the full model's last hidden states are
+  it: the frozen prefix below the first masked block and the full model's output statistics are
   cached within their budgets (rows past a budget are recomputed; the table says how many fit);
 - mask step, uncached: the same with both budgets 0 (every term runs the whole model, and the
   full model's ControlKG / ControlLM distributions are recomputed every step: the pre-cache step);
@@ -16,7 +16,7 @@ paper's, for GPU machines):
   prefix cached once (its build time is reported apart: it is shared by every checkpoint).
 
 Timings interleave the kinds of step after warm-up and report medians, so drift affects all alike.
-Peak memory: CUDA's max_memory_allocated per kind; on the CPU each kind runs once more in a fresh
+Peak memory: CUDA's max_memory_allocated per kind, less what the earlier kinds' models hold; on the CPU each kind runs once more in a fresh
 child process and reports its peak resident set size (VmHWM, reset at the child's start).
 
     python benchmarks/mask_step.py --data demo --out benchmarks/results/cpu.json        # CPU
@@ -82,8 +82,9 @@ def build(shape: str, device: torch.device):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(known_config(shape))
-    return model.to(device).eval().requires_grad_(False)
+    with device:  # initialised where it runs: GPT-2 XL's random init takes minutes on a CPU
+        model = AutoModelForCausalLM.from_config(known_config(shape))
+    return model.eval().requires_grad_(False)
 
 
 def synthetic_kg(n: int, max_tokens: int, vocab: int, generator: torch.Generator) -> KGEncoding:
@@ -240,21 +241,28 @@ def cpu_peak_mb(kind, shape, size, args) -> float:
 def measure(shape: str, args) -> dict:
     device = resolve_device(args.device)
     size = DATA[args.data]
+    if args.controllm_blocks:
+        size = dataclasses.replace(size, controllm=args.controllm_blocks)
     kinds = [k for k in KINDS if not (args.no_eval and k.startswith("eval"))]
     peaks = {}
     if device.type != "cuda" and not args.no_memory:
         peaks = {kind: cpu_peak_mb(kind, shape, size, args) for kind in kinds}
-    runners, info = {}, {}
-    for kind in kinds:  # one model per kind: fine-tuning changes its weights
+    runners, info, frozen = {}, {}, None
+    for kind in kinds:  # the mask and evaluation kinds share one frozen model; fine-tuning changes its own
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-        runners[kind], info[kind] = make_runner(kind, build(shape, device), size, args)
+            held = torch.cuda.memory_allocated()  # the earlier kinds' models: not this kind's memory
+        if kind == "finetune":
+            model = build(shape, device)
+        else:
+            model = frozen = frozen if frozen is not None else build(shape, device)
+        runners[kind], info[kind] = make_runner(kind, model, size, args)
         for _ in range(args.warmup):
             runners[kind]()
         sync(device)
         if device.type == "cuda":
-            peaks[kind] = torch.cuda.max_memory_allocated() / 2**20
+            peaks[kind] = (torch.cuda.max_memory_allocated() - held) / 2**20
     times = {kind: [] for kind in kinds}
     for _ in range(args.repeats):  # interleaved, so drift affects every kind alike
         for kind in kinds:
@@ -274,6 +282,8 @@ def measure(shape: str, args) -> dict:
         "caches": info["mask_cached"]["caches"],
         "cache_build_s": {kind: info[kind]["cache_build_s"] for kind in kinds if "cache_build_s" in info[kind]},
         "repeats": args.repeats,
+        "accelerator": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
     }
     if not args.no_eval:
         result["speedup_eval_cached"] = median["eval_uncached"] / median["eval_cached"]
@@ -308,6 +318,9 @@ def main(argv=None) -> int:
     parser.add_argument("--top-k-blocks", type=int, help="mask the top k blocks (default: the top half, the paper's)")
     parser.add_argument("--prefix-cache-mb", type=int, default=TrainConfig.prefix_cache_mb)
     parser.add_argument("--reference-cache-mb", type=int, default=TrainConfig.reference_cache_mb)
+    parser.add_argument("--controllm-blocks", type=int,
+                        help="ControlLM training blocks (default: the data set's); a cached step costs the same "
+                             "for any pool that fits the budget, so a small pool times a fully cached paper run")
     parser.add_argument("--eval-lm-batch", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)

@@ -51,7 +51,7 @@ class TrainConfig:
     eval_batch_size: int = 250  # KG facts per batch in perplexity (the paper's value)
     eval_lm_batch_size: int = 8
     prefix_cache_mb: int = 2048  # cache the hidden states entering the first masked block up to this size
-    reference_cache_mb: int = 2048  # cache the frozen full model's last hidden states up to this size
+    reference_cache_mb: int = 2048  # cache the full model's output statistics (kcs.reference) up to this size
     keep_step_masks: bool = True  # keep a bit-packed mask every step_mask_every steps (checkpoint selection)
     step_mask_every: int | None = None  # None: at every checkpoint; always at the last step
 

@@ -309,7 +309,9 @@ class MaskedLM(nn.Module):
 
     def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> BlockInputs:
         """What the first masked block receives (the frozen prefix; no gradient, same in every view)."""
-        return inputs_of_block(self.model, self.first_block, input_ids, attention_mask)
+        device = self.device
+        return inputs_of_block(self.model, self.first_block, input_ids.to(device),
+                               None if attention_mask is None else attention_mask.to(device))
 
     def upper(self, view: str, inputs: BlockInputs, stochastic: bool | None = None) -> torch.Tensor:
         """The last hidden state [B, T, d] of `view`, from the first masked block's inputs.
@@ -327,22 +329,28 @@ class MaskedLM(nn.Module):
         """The (never masked) output layer."""
         return self.model.get_output_embeddings()(hidden)
 
+    def hidden_at(self, view: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
+                  stochastic: bool | None = None, inputs: BlockInputs | None = None) -> torch.Tensor:
+        """Last hidden states [N, d] at one position per row. `inputs` (from a
+        kcs.prefix.PrefixCache) skips the frozen prefix."""
+        inputs = self.lower(input_ids, attention_mask) if inputs is None else inputs
+        hidden = self.upper(view, inputs, stochastic)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), positions.to(hidden.device)]
+
     def logits_at(self, view: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
                   stochastic: bool | None = None, inputs: BlockInputs | None = None) -> torch.Tensor:
         """Logits [N, V] at one position per row, without computing the LM head anywhere else.
 
         The KG terms need one distribution per sentence; applying the output layer to the picked
-        hidden states only saves most of the head's work and memory. `inputs` (from a
-        kcs.prefix.PrefixCache) skips the frozen prefix.
+        hidden states only saves most of the head's work and memory.
         """
-        inputs = self.lower(input_ids, attention_mask) if inputs is None else inputs
-        hidden = self.upper(view, inputs, stochastic)
-        return self.head(hidden[torch.arange(hidden.shape[0], device=hidden.device), positions])
+        return self.head(self.hidden_at(view, input_ids, attention_mask, positions, stochastic, inputs))
 
     def forward(self, view: str, stochastic: bool | None = None, **inputs):
         """The whole Hugging Face model in `view` (outputs with .logits, .loss); kcs's own paths use
         `lower` / `upper`, and the tests check them against this."""
         stochastic = self.training if stochastic is None else stochastic
+        inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
         weights = self.effective_weights(view, stochastic)
         if not weights:
             return self.model(**inputs)

@@ -14,12 +14,13 @@ def suppression_kl(logits: torch.Tensor) -> torch.Tensor:
     return (-math.log(logits.shape[-1]) - log_probs.mean(dim=-1)).mean()
 
 
-def maintenance_kl(reference_log_probs: torch.Tensor, logits: torch.Tensor,
-                   weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean over rows of KL(p_full || p_model); rows can be weighted (0 for padding)."""
-    log_probs = F.log_softmax(logits.float(), dim=-1)
-    # one fused op (and one fused backward) instead of exp, subtract and multiply over [rows, V]
-    per_row = F.kl_div(log_probs, reference_log_probs, reduction="none", log_target=True).sum(dim=-1)
+def maintenance_kl(logits: torch.Tensor, hidden: torch.Tensor, expected_embedding: torch.Tensor,
+                   offset: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over rows of KL(p_full || softmax(logits)), logits = hidden W^T + b (the output layer),
+    from the full model's statistics per row (kcs.reference): offset + logsumexp(logits) -
+    hidden . expected_embedding. Exact, and its backward is softmax(logits) W - expected_embedding:
+    the full model's logits are never needed. Rows can be weighted (0 for padding)."""
+    per_row = offset + torch.logsumexp(logits.float(), dim=-1) - (hidden.float() * expected_embedding).sum(dim=-1)
     if weights is None:
         return per_row.mean()
     return (per_row * weights).sum() / weights.sum()

@@ -202,6 +202,7 @@ class PrefixCache:
                      attention_mask: torch.Tensor | None = None) -> BlockInputs:
         """What the first masked block receives for `rows`, whose (trimmed) batch is `input_ids`."""
         rows = rows.cpu()
+        input_ids, attention_mask = input_ids.to(self.device), _to(attention_mask, self.device)
         cached = rows < self.n_cached
         if not bool(cached.any()):
             return self._lower(input_ids, attention_mask)

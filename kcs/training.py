@@ -96,7 +96,7 @@ class TrainingData:
     """The fixed inputs of one run, with the frozen prefix and the full model's references cached.
 
     Budgets: `prefix_cache_mb` for the hidden states entering the first masked block (kcs.prefix),
-    `reference_cache_mb` for the full model's last hidden states (kcs.reference); each set takes
+    `reference_cache_mb` for the full model's output statistics (kcs.reference); each set takes
     what is left, in the order the training step uses them; what does not fit is recomputed.
     """
 
@@ -396,18 +396,17 @@ def _loss_terms(lm: MaskedLM, config: TrainConfig, samplers: dict, data: Trainin
         rows = samplers["controlkg"].next()
         batch = data.controlkg.subset(rows).to(dev)
         inputs = data.prefix["controlkg"].block_inputs(rows, batch.input_ids, batch.attention_mask)
-        target = data.reference["controlkg"].log_probs(rows)
-        logits = lm.logits_at("remaining", batch.input_ids, batch.attention_mask,
+        hidden = lm.hidden_at("remaining", batch.input_ids, batch.attention_mask,
                               batch.kl_index(config.kg_kl_position), inputs=inputs)
-        terms["controlkg"] = config.lambda_controlkg * objectives.maintenance_kl(target, logits)
+        terms["controlkg"] = config.lambda_controlkg * objectives.maintenance_kl(
+            lm.head(hidden), hidden, *data.reference["controlkg"].statistics(rows))
     if config.use_controllm:
         rows = samplers["controllm"].next()
         ids = data.text[rows].to(dev)
-        target = data.reference["controllm"].log_probs(rows)
-        logits = lm.head(lm.upper("remaining", data.prefix["controllm"].block_inputs(rows, ids)))
+        hidden = lm.upper("remaining", data.prefix["controllm"].block_inputs(rows, ids)).flatten(0, 1)
+        expected, offset = data.reference["controllm"].statistics(rows)
         terms["controllm"] = config.lambda_controllm * objectives.maintenance_kl(
-            target.reshape(-1, target.shape[-1]), logits.reshape(-1, logits.shape[-1])
-        )
+            lm.head(hidden), hidden, expected.flatten(0, 1), offset.flatten())
     return terms
 
 

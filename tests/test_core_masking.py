@@ -68,7 +68,7 @@ def test_views_match_zeroed_weights(tiny_model_dir, granularity):
 
     reference, _ = load_model(tiny_model_dir)
     zeroed = zero_subnetwork_(reference, mask)
-    assert torch.allclose(reference(input_ids=ids).logits, remaining, atol=1e-5)
+    assert torch.allclose(reference(input_ids=ids.to(reference.device)).logits, remaining, atol=1e-5)
     removed = sum(int(z.sum()) for z in zeroed.values())
     assert removed == mask.sparsity_report()["removed_weights"]
 
@@ -78,7 +78,7 @@ def test_views_match_zeroed_weights(tiny_model_dir, granularity):
     with torch.no_grad():
         for name, member in mask.binary().items():
             params[name].masked_fill_(~member.expand_as(params[name]), 0.0)
-    assert torch.allclose(complement(input_ids=ids).logits, subnetwork, atol=1e-5)
+    assert torch.allclose(complement(input_ids=ids.to(complement.device)).logits, subnetwork, atol=1e-5)
 
 
 def test_straight_through_gradients_reach_every_logit(tiny_model_dir):
@@ -189,13 +189,18 @@ def test_maintenance_kl_equals_the_definition():
     from kcs.objectives import maintenance_kl
 
     gen = torch.Generator().manual_seed(0)
+    head = torch.randn(11, 4, generator=gen)  # an output layer with V = 11, d = 4, and a bias
+    bias = torch.randn(11, generator=gen)
     ref = torch.log_softmax(torch.randn(5, 11, generator=gen), dim=-1)
-    logits = torch.randn(5, 11, generator=gen)
+    hidden = torch.randn(5, 4, generator=gen)
+    logits = hidden @ head.T + bias
     log_q = torch.log_softmax(logits, dim=-1)
     expected = (ref.exp() * (ref - log_q)).sum(dim=-1)
-    torch.testing.assert_close(maintenance_kl(ref, logits), expected.mean())
+    p = ref.exp()
+    statistics = (p @ head, (p * ref).sum(dim=-1) - p @ bias)
+    torch.testing.assert_close(maintenance_kl(logits, hidden, *statistics), expected.mean())
     weights = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0])
-    torch.testing.assert_close(maintenance_kl(ref, logits, weights), (expected * weights).sum() / 3)
+    torch.testing.assert_close(maintenance_kl(logits, hidden, *statistics, weights), (expected * weights).sum() / 3)
 
 
 def test_a_logit_of_exactly_zero_stays_out_of_the_subnetwork(tiny_model_dir):

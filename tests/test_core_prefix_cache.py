@@ -1,4 +1,4 @@
-"""The cached path (frozen prefix, full-model hidden-state references) equals the uncached one.
+"""The cached path (frozen prefix, full-model output statistics) equals the uncached one.
 
 Tiny GPT-2 (learned positions) and Llama-layout (rotary embeddings) models with 4 blocks, the top
 2 masked, so a real prefix of 2 frozen blocks exists; batches are right padded.
@@ -6,6 +6,7 @@ Tiny GPT-2 (learned positions) and Llama-layout (rotary embeddings) models with 
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch.testing import assert_close
 
@@ -15,6 +16,7 @@ from kcs.encoding import encode_verbalisations, read_text_blocks
 from kcs.kg import Verbalisation, read_kg
 from kcs.masking import MaskedLM, WeightMask
 from kcs.models import load_model, num_blocks, select_blocks
+from kcs.objectives import maintenance_kl
 from kcs.prefix import PrefixCache
 from kcs.reference import FullModelReference
 from kcs.training import CyclingSampler, TrainingData, mask_step, train_mask
@@ -78,28 +80,65 @@ def test_prefix_cache_gives_the_uncached_block_inputs(deep_model_dir, budget_row
             assert_close(lm.upper(view, cached)[real], lm.upper(view, fresh)[real])
 
 
+def _statistics_of(lm, logits):
+    """The full model's expected output embedding and offset, from its logits by the definition."""
+    p = torch.softmax(logits, dim=-1)
+    return p @ lm.model.get_output_embeddings().weight, (p * p.log()).sum(dim=-1)
+
+
 @pytest.mark.parametrize("budget_rows", [0, 3, 10])
 def test_full_model_reference_equals_the_full_forward(deep_model_dir, budget_rows):
     lm, tok = _masked_lm(deep_model_dir)
     enc = _kg(tok)
     d_model = lm.model.config.hidden_size
     prefix = PrefixCache.for_lm(lm, enc.input_ids, enc.attention_mask, budget_bytes=10**9)
-    reference = FullModelReference(lm, prefix, enc.kl_index("tail"), budget_bytes=budget_rows * d_model * 4)
+    reference = FullModelReference(lm, prefix, enc.kl_index("tail"), budget_bytes=budget_rows * (d_model + 1) * 4)
     assert reference.n_cached == budget_rows
     rows = torch.tensor([8, 2, 5, 0])
     batch = enc.subset(rows)
     with torch.no_grad():
         logits = lm("full", input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    expected = torch.log_softmax(logits[torch.arange(4), batch.kl_index("tail")], dim=-1)
-    assert_close(reference.log_probs(rows), expected)
+    for ours, expected in zip(reference.statistics(rows), _statistics_of(lm, logits[torch.arange(4), batch.kl_index("tail")])):
+        assert_close(ours, expected)
 
     text = torch.randint(0, 300, (6, 16), generator=torch.Generator().manual_seed(0))
     text_prefix = PrefixCache.for_lm(lm, text, None, budget_bytes=2 * 16 * d_model * 4)
-    text_reference = FullModelReference(lm, text_prefix, None, budget_bytes=budget_rows // 3 * 16 * d_model * 4)
+    text_reference = FullModelReference(lm, text_prefix, None, budget_bytes=budget_rows // 3 * 16 * (d_model + 1) * 4)
     rows = torch.tensor([5, 0, 3])
     with torch.no_grad():
-        expected = torch.log_softmax(lm("full", input_ids=text[rows]).logits, dim=-1)
-    assert_close(text_reference.log_probs(rows), expected)
+        logits = lm("full", input_ids=text[rows]).logits
+    for ours, expected in zip(text_reference.statistics(rows), _statistics_of(lm, logits)):
+        assert_close(ours, expected)
+
+
+def test_maintenance_kl_from_the_statistics_equals_the_definition_with_its_gradient(deep_model_dir):
+    """The cached statistics give KL(p_full || p_remaining) and its gradient, as the vocabulary-wide
+    definition does (kcs.reference)."""
+    lm, tok = _masked_lm(deep_model_dir)
+    text = torch.randint(0, 300, (3, 16), generator=torch.Generator().manual_seed(1))
+    prefix = PrefixCache.for_lm(lm, text, None, budget_bytes=10**9)
+    reference = FullModelReference(lm, prefix, None, budget_bytes=10**9)
+    rows = torch.tensor([2, 0])
+    with torch.no_grad():
+        log_p = torch.log_softmax(lm("full", input_ids=text[rows]).logits, dim=-1).flatten(0, 1)
+    for logits in lm.mask.logits:  # a mask that removes weights, so p_remaining differs from p_full
+        logits.data.copy_(torch.randn(logits.shape, generator=torch.Generator().manual_seed(2)))
+    lm.train()
+
+    def kl_and_gradient(kl_of):
+        torch.manual_seed(3)  # the same mask sample on both sides
+        hidden = lm.upper("remaining", prefix.block_inputs(rows, text[rows])).flatten(0, 1)
+        kl = kl_of(hidden)
+        grads = torch.autograd.grad(kl, lm.mask.logits)
+        return kl.detach(), torch.cat([g.flatten() for g in grads])
+
+    expected, offset = reference.statistics(rows)
+    ours = kl_and_gradient(lambda h: maintenance_kl(lm.head(h), h, expected.flatten(0, 1), offset.flatten()))
+    definition = kl_and_gradient(lambda h: F.kl_div(torch.log_softmax(lm.head(h), dim=-1), log_p,
+                                                   reduction="none", log_target=True).sum(dim=-1).mean())
+    assert definition[0] > 1e-4  # the check compares a real difference, not two zeros
+    assert_close(ours[0], definition[0], rtol=1e-3, atol=1e-7)
+    assert_close(ours[1], definition[1], rtol=1e-4, atol=1e-6)
 
 
 def _losses_and_gradients(model_dir, text_file, budget_mb):
@@ -163,8 +202,8 @@ def test_kg_statistics_equal_the_whole_model_with_and_without_a_prefix_cache(dee
             rows = torch.arange(len(enc))
             log_probs = torch.log_softmax(logits[rows, enc.last_index - 1], dim=-1)
             nll = -log_probs[rows, enc.gold_last()]
-            assert_close(stats[view]["nll"], nll)
-            labels = enc.tail_labels()[:, 1:]
+            assert_close(stats[view]["nll"], nll.to(stats[view]["nll"].device))
+            labels = enc.tail_labels()[:, 1:].to(logits.device)
             tail_nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                                          ignore_index=-100)
             assert stats[view]["tail_ppl"] == pytest.approx(torch.exp(tail_nll).item(), rel=1e-4)

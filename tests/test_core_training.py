@@ -27,10 +27,12 @@ def test_suppression_kl_is_zero_only_for_uniform():
 
 
 def test_maintenance_kl_is_zero_for_identical_distributions():
-    logits = torch.randn(4, 30)
-    ref = torch.log_softmax(logits, -1)
-    assert objectives.maintenance_kl(ref, logits).item() == pytest.approx(0.0, abs=1e-6)
-    assert objectives.maintenance_kl(ref, torch.randn(4, 30)).item() > 0.01
+    head, hidden = torch.randn(30, 6), torch.randn(4, 6)
+    p = torch.softmax(hidden @ head.T, -1)
+    statistics = (p @ head, (p * p.log()).sum(-1))
+    assert objectives.maintenance_kl(hidden @ head.T, hidden, *statistics).item() == pytest.approx(0.0, abs=1e-5)
+    other = torch.randn(4, 6)
+    assert objectives.maintenance_kl(other @ head.T, other, *statistics).item() > 0.01
 
 
 def test_lambda_reg_schedule_and_warmup():
