@@ -23,7 +23,7 @@ from torch import nn
 from kcs.errors import KcsError
 from kcs.prefix import PrefixCache
 
-_POSITIONS_PER_CHUNK = 2048  # positions whose vocabulary-wide distributions exist at once while caching
+_POSITIONS_PER_CHUNK = 512  # positions whose vocabulary-wide distributions exist at once while caching (~100 MB for SmolLM2)
 
 
 def output_layer(lm) -> nn.Linear:
