@@ -316,8 +316,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data", choices=sorted(DATA), default="demo", help="data set and batch sizes of a real run")
     parser.add_argument("--top-k-blocks", type=int, help="mask the top k blocks (default: the top half, the paper's)")
-    parser.add_argument("--prefix-cache-mb", type=int, default=TrainConfig.prefix_cache_mb)
-    parser.add_argument("--reference-cache-mb", type=int, default=TrainConfig.reference_cache_mb)
+    parser.add_argument("--prefix-cache-mb", type=int, default=TrainConfig().prefix_cache_mb)
+    parser.add_argument("--reference-cache-mb", type=int, default=TrainConfig().reference_cache_mb)
     parser.add_argument("--controllm-blocks", type=int,
                         help="ControlLM training blocks (default: the data set's); a cached step costs the same "
                              "for any pool that fits the budget, so a small pool times a fully cached paper run")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from kcs.config import EvalConfig, TrainConfig
 from kcs.errors import KcsError
 
 DEFAULT_VARIANT = "default"  # the paper's training objective; ablations are the other variants
@@ -51,12 +52,18 @@ def random_draw(method: str) -> int:
 
 
 def train_config_values(config: dict, model: str, variant: str) -> dict:
-    """config training <- the model's training keys <- the ablation's training keys."""
-    values = dict(config["training"])
+    """Every training key of one (model, variant): kcs's defaults (the paper's) <- config training <-
+    the model's training keys <- the ablation's training keys."""
+    values = dict(config.get("training") or {})
     values.update(next(m for m in config["models"] if m["name"] == model).get("training", {}))
     if variant != DEFAULT_VARIANT:
         values.update(next(a for a in config["ablations"] if a["name"] == variant)["training"])
-    return values
+    return TrainConfig.from_dict(values, f"config: training of {model} ({variant})").to_dict()
+
+
+def evaluation_config_values(config: dict) -> dict:
+    """Every key of the final evaluation: kcs's defaults <- config evaluation."""
+    return EvalConfig.from_dict(dict(config.get("evaluation") or {}), "config: evaluation").to_dict()
 
 
 def table_kgs(config: dict) -> list[str]:

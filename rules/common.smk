@@ -10,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from kcs import grid, shapes
+from kcs.errors import KcsError
 
 
 try:
@@ -79,6 +80,12 @@ if not TABLE_KGS:
     raise WorkflowError(
         "config: every TargetKG has tables: false; at least one must be in the tables"
     )
+try:  # what the schema cannot check (e.g. a reversed block_range), for every run's settings
+    grid.evaluation_config_values(config)
+    for _run in grid.training_runs(config):
+        grid.train_config_values(config, _run.model, _run.variant)
+except KcsError as err:
+    raise WorkflowError(str(err)) from None
 
 
 # ---- file names ---------------------------------------------------------------------------------
@@ -543,7 +550,7 @@ def get_tiny_model_args(wildcards, input):
 
 
 def get_evaluation_config_values(wildcards):
-    return dict(config["evaluation"])
+    return grid.evaluation_config_values(config)
 
 
 def layout(pattern):
@@ -814,13 +821,15 @@ def get_finetune_inputs(wildcards):
     }
     if "control" in exp:
         inputs["control"] = targetkg_file(wildcards.model, exp["control"])
+    # the learned subnetwork, or the random one the random_mask rule drew for that run (made once)
     if wildcards.start != "full":
         inputs["mask"] = _fill(
-            LEARNED_MASK,
+            LEARNED_MASK if wildcards.start == "remaining" else RANDOM_MASK,
             model=wildcards.model,
             kg=exp["removed"],
             variant=DEFAULT,
             seed=wildcards.seed,
+            method=grid.RANDOM,
         )
     return inputs
 
@@ -828,10 +837,8 @@ def get_finetune_inputs(wildcards):
 def get_finetune_args(wildcards, input):
     """The starting point: full model, learned subnetwork removed, or a random one of its size."""
     args = f"--control-kg {input.control}" if "control" in input.keys() else ""
-    if wildcards.start == "remaining":
-        args += f" --removal-mask {input.mask}"
-    elif wildcards.start == "random":
-        args += f" --random-like {input.mask} --random-seed {wildcards.seed}"
+    if wildcards.start != "full":
+        args += f" --removal-mask {input.mask} --start {wildcards.start}"
     return args
 
 
@@ -849,7 +856,7 @@ def get_all_masks():
 
 
 def keeps_step_masks(model, variant):
-    return train_config_values(model, variant).get("keep_step_masks", False)
+    return train_config_values(model, variant)["keep_step_masks"]
 
 
 def get_steps_files():
@@ -905,7 +912,7 @@ def resolved_summary():
     """What the merged configuration (config.yaml <- --configfile) asks for, in a few lines:
     a partial --configfile inherits the paper's grid and 40,000 steps, so say it before starting."""
     runs = training_runs()
-    steps = sorted({train_config_values(m, v).get("steps", 40000) for m, _, v, _ in runs})
+    steps = sorted({train_config_values(m, v)["steps"] for m, _, v, _ in runs})
     lines = [
         f"kcs pipeline: results in {RESULTS}/",
         f"  models: {', '.join(MODELS)}",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from kcs.config import TrainConfig
+from kcs.config import EvalConfig, TrainConfig
 from kcs.evaluation import evaluate_full_model, evaluate_mask
 from kcs.training import train_mask
 
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     }
     val_text = held_out_text(args.out_dir, 3000)
     base = demo_training(args.demo_config)
-    eval_config = TrainConfig.from_dict({k: base[k] for k in ("eval_batch_size", "eval_lm_batch_size", "controllm_block_size")})
+    eval_config = EvalConfig.from_dict({k: base[k] for k in EvalConfig.field_names()})
     full_path = args.out_dir / f"full-{args.kg}.json"
     if not full_path.exists():
         full_path.write_text(json.dumps(evaluate_full_model(args.model, files["targetkg"], files["controlkg_val"],

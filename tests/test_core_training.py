@@ -51,7 +51,7 @@ def test_config_rejects_unknown_and_mistyped_keys(tmp_path):
     with pytest.raises(KcsError, match=r"h.yaml: unknown key 'lamda_reg_init'"):
         TrainConfig.from_yaml(bad)
     bad.write_text("steps: ten\n")
-    with pytest.raises(KcsError, match=r"key 'steps' must be int"):
+    with pytest.raises(KcsError, match=r"key 'steps' must be an integer, got 'ten'"):
         TrainConfig.from_yaml(bad)
     bad.write_text("kg_kl_position: before\n")
     with pytest.raises(KcsError, match="kg_kl_position"):

@@ -108,7 +108,7 @@ def test_finetune_user_errors_exit_2(setup, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("stlye: head\n")
     assert main(base + ["--task", str(CSQA_LOCAL), "--config", str(bad)]) == 2
-    assert "unknown finetuning key 'stlye'" in capsys.readouterr().err
+    assert "bad.yaml: unknown key 'stlye'" in capsys.readouterr().err
     assert main(base + ["--task", str(CSQA_LOCAL), "--random-seed", "3"]) == 2
     assert not (tmp_path / "r.json").exists()
 

@@ -143,10 +143,10 @@ def test_mean_score_divides_by_the_number_of_choice_tokens():
 def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
     path = tmp_path / "ft.yaml"
     path.write_text("style: head\nlearning_rate: 0.1\n")
-    with pytest.raises(KcsError, match="unknown finetuning key 'learning_rate'"):
+    with pytest.raises(KcsError, match="ft.yaml: unknown key 'learning_rate'"):
         load_config(path)
     path.write_text("style: adapters\n")
-    with pytest.raises(KcsError, match="style must be one of"):
+    with pytest.raises(KcsError, match="key 'style' must be one of 'head', 'lora' or 'full', got 'adapters'"):
         load_config(path)
     path.write_text("epochs: 4\nlr: 0.002\n")
     config = load_config(path, {"style": "lora", "epochs": None})

@@ -163,13 +163,13 @@ def test_atomic_dir_keeps_a_foreign_folder_and_leaves_nothing_on_failure(tmp_pat
 
 # -- configuration ranges -------------------------------------------------------------------------
 @pytest.mark.parametrize("text,message", [
-    ("temperature: 0\n", "'temperature' must be a finite number > 0"),
-    ("lr: -0.1\n", "'lr' must be a finite number > 0"),
-    ("lr: .nan\n", "'lr' must be a finite number > 0"),
+    ("temperature: 0\n", "key 'temperature' must be > 0, got 0"),
+    ("lr: -0.1\n", "key 'lr' must be > 0, got -0.1"),
+    ("lr: .nan\n", "key 'lr' must be a finite number, got nan"),
     ("controlkg_batch_size: 0\n", "'controlkg_batch_size' must be >= 1"),
     ("validate_every: 0\n", "'validate_every' must be >= 1"),
     ("checkpoint_every: 0\n", "'checkpoint_every' must be >= 1"),
-    ("warmup_frac: 1.5\n", "'warmup_frac' must be in [0, 1]"),
+    ("warmup_frac: 1.5\n", "key 'warmup_frac' must be <= 1, got 1.5"),
     ("block_range: [5, 2]\n", "is reversed"),
     ("use_targetkg: false\nuse_controlkg: false\nuse_controllm: false\nuse_sparsity: false\n", "every loss term is switched off"),
 ])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -13,8 +12,7 @@ import pytest
 from workflow_fixtures import (DEMO_CONFIG, PAPER_CONFIG, REPO, SMOKE_CONFIG, job_counts, load_config,
                                prepare_workdir, run_snakemake, write_config)
 
-from kcs.config import TrainConfig
-from kcs.downstream.finetune import FinetuneConfig
+from kcs.config import EvalConfig, TrainConfig, config_schema_sections
 
 SCHEMA = json.loads((REPO / "kcs" / "schemas" / "config.schema.json").read_text())
 CONFIGS = {"paper": PAPER_CONFIG, "demo": DEMO_CONFIG, "smoke": SMOKE_CONFIG}
@@ -52,20 +50,38 @@ def test_every_object_rejects_unknown_keys():
     _all_objects_closed(SCHEMA)
 
 
-def test_schema_knows_exactly_the_hyper_parameters():
-    train_keys = set(SCHEMA["$defs"]["trainConfig"]["properties"])
-    assert train_keys == {f.name for f in dataclasses.fields(TrainConfig)}
-    assert set(SCHEMA["properties"]["training"]["required"]) == train_keys  # config.yaml lists every key
-    assert set(SCHEMA["$defs"]["finetuneConfig"]["properties"]) == {f.name for f in dataclasses.fields(FinetuneConfig)}
-    assert set(SCHEMA["properties"]["evaluation"]["properties"]) <= train_keys
+def test_the_schema_sections_are_generated_from_the_config_models():
+    """Each step's settings are defined once (kcs/config.py); the schema's sections come from there
+    (`python scripts/update_config_schema.py` rewrites them)."""
+    for name, section in config_schema_sections().items():
+        assert SCHEMA["$defs"][name] == section, f"{name}: run python scripts/update_config_schema.py"
+    assert SCHEMA["properties"]["training"]["$ref"] == "#/$defs/trainConfig"
+    assert SCHEMA["properties"]["evaluation"]["$ref"] == "#/$defs/evalConfig"
+    assert set(SCHEMA["$defs"]["trainConfig"]["properties"]) == set(TrainConfig.field_names())
+    assert "required" not in SCHEMA["$defs"]["trainConfig"]  # a configuration lists only what differs
 
 
-def test_paper_training_values_are_kcs_defaults():
+@pytest.mark.parametrize("name", CONFIGS)
+def test_configurations_list_only_what_differs_from_the_defaults(name):
     """config.yaml's training block is the paper's configuration = TrainConfig's defaults, except how
-    often the pipeline keeps a step mask (every 4,000 steps, not at each of the 200 checkpoints)."""
-    training = load_config(PAPER_CONFIG)["training"]
-    defaults = dataclasses.asdict(TrainConfig())
-    assert {k: v for k, v in training.items() if v != defaults[k]} == {"step_mask_every": 4000}
+    often the pipeline keeps a step mask (every 4,000 steps, not at each of the 200 checkpoints); the
+    demo's and smoke's blocks name their deviations and nothing else."""
+    text = load_config(CONFIGS[name])  # the file alone, before Snakemake merges it into config.yaml
+    for section, model in (("training", TrainConfig), ("evaluation", EvalConfig)):
+        defaults = model().to_dict()
+        repeated = {k: v for k, v in (text.get(section) or {}).items() if v == defaults[k]}
+        assert not repeated, f"{CONFIGS[name]}: {section} repeats kcs's defaults {repeated}"
+    if name == "paper":
+        assert text["training"] == {"step_mask_every": 4000}
+
+
+def test_the_pipeline_resolves_every_key_from_the_defaults():
+    from kcs import grid
+
+    config = {"training": {"steps": 7}, "models": [{"name": "m", "training": {"lr": 0.5}}], "ablations": []}
+    values = grid.train_config_values(config, "m", grid.DEFAULT_VARIANT)
+    assert values == {**TrainConfig().to_dict(), "steps": 7, "lr": 0.5}
+    assert grid.evaluation_config_values({"evaluation": {}}) == EvalConfig().to_dict()
 
 
 @pytest.mark.parametrize("mutate, key", [
@@ -75,7 +91,7 @@ def test_paper_training_values_are_kcs_defaults():
     (lambda c: c["models"][0].update(layerz=2), "layerz"),
     (lambda c: c["targetkgs"][0].update(paper="buildings.n.01"), "paper"),
     (lambda c: c["ablations"][0]["training"].update(use_controlm=False), "use_controlm"),
-    (lambda c: c["evaluation"].pop("eval_batch_size"), "eval_batch_size"),
+    (lambda c: c["evaluation"].update(eval_batch_size=0), "eval_batch_size"),
 ])
 def test_schema_errors_name_the_key(mutate, key):
     config = copy.deepcopy(load_config(SMOKE_CONFIG))
@@ -128,7 +144,9 @@ def expected_paper_jobs(config: dict) -> dict[str, int]:
     combined = len(models) * len(table_kgs) * len(config.get("seed_combinations", ["union", "intersection", "majority"]))
     return {
         "train_mask": default_runs + ablation_runs + downstream_runs,
-        "random_mask": draws * default_runs,
+        # the table runs' draws, and draw 1 of each downstream run that starts from a random removal
+        "random_mask": draws * default_runs + sum(len(d["models"]) * len(d["seeds"]) for d in config["downstream"]
+                                                  if "random" in d["starts"] and d["removed"] not in table_kgs),
         "evaluate_mask": (1 + draws) * default_runs + ablation_runs,
         "evaluate_full": len(models) * len(table_kgs),  # once per (model, TargetKG), shared by every mask
         "overlap_seeds": len(models) * len(table_kgs),

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from kcs.commands import add_prefix_store_argument
-from kcs.config import TrainConfig
+from kcs.config import EvalConfig
 from kcs.errors import KcsError
 
 # The datasets of the printed summary line (controlkg_test only when --controlkg-test is given).
@@ -21,7 +21,7 @@ def _common(p) -> None:
                         "reported as `controlkg_test`")
     p.add_argument("--controllm", required=True, nargs="+", help="ControlLM test text file(s)")
     p.add_argument("--out", required=True, help="metrics JSON to write")
-    p.add_argument("--config", help="YAML with eval_batch_size, eval_lm_batch_size, controllm_block_size, ...")
+    p.add_argument("--config", help="YAML of kcs.config.EvalConfig keys (eval_batch_size, eval_lm_batch_size, controllm_block_size)")
     p.add_argument("--device", default="auto")
 
 
@@ -42,7 +42,7 @@ def run_evaluate(args) -> int:
     from kcs.atomic import write_json
     from kcs.evaluation import evaluate_mask
 
-    config = TrainConfig.from_yaml(args.config)
+    config = EvalConfig.from_yaml(args.config)
     full = None
     if args.full_metrics:
         path = Path(args.full_metrics)
@@ -68,7 +68,7 @@ def run_full(args) -> int:
     from kcs.atomic import write_json
     from kcs.evaluation import evaluate_full_model
 
-    config = TrainConfig.from_yaml(args.config)
+    config = EvalConfig.from_yaml(args.config)
     result = evaluate_full_model(args.model, args.targetkg, args.controlkg, args.controllm, config, args.device,
                                  controlkg_test=args.controlkg_test)
     write_json(args.out, result, finite=True)

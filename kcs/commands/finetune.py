@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import typing
 from pathlib import Path
 
+from kcs.config import FinetuneConfig
 from kcs.errors import KcsError
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,8 @@ def register(subparsers) -> None:
                    help="facts of a comparable KG that was not removed (e.g. the other CSQA half): splits 'other' "
                         "into 'other_linked' and 'unlinked', and keeps its questions out of training too")
     p.add_argument("--config", help="finetuning hyper-parameters (YAML with FinetuneConfig keys, docs/downstream.md)")
-    p.add_argument("--style", choices=("head", "lora", "full"), help="override the config's style")
+    p.add_argument("--style", choices=typing.get_args(FinetuneConfig.model_fields["style"].annotation),
+                   help="override the config's style")
     p.add_argument("--epochs", type=int, help="override the config's epochs")
     p.add_argument("--max-steps", type=int, help="override the config's max_steps")
     p.add_argument("--seed", type=int, default=0, help="finetuning seed: data order, adapter init (default 0)")

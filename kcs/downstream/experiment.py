@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from typing import Any, Sequence
 
 import torch
@@ -47,7 +46,7 @@ def run_experiment(model: nn.Module, tokenizer, task: MCTask, removed_facts: Seq
     started = time.perf_counter()
     torch.manual_seed(seed)
     if config.prompt_template is None:
-        config = replace(config, prompt_template=task.prompt_template or DEFAULT_TEMPLATE)
+        config = config.model_copy(update={"prompt_template": task.prompt_template or DEFAULT_TEMPLATE})
     prepared = prepare(task, removed_facts, control_facts, config.linked_in_train)
     log.info("downstream task: %d training questions, %d evaluation questions (%s)", len(prepared.train),
              len(prepared.evaluation), ", ".join(f"{g} {len(ids)}" for g, ids in prepared.groups.items()))

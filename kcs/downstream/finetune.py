@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -27,73 +27,19 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from kcs.downstream.choice_scoring import ChoiceScorer, EncodedChoices, target_hidden, target_logprobs
-from kcs.downstream.mcqa import LINKED_IN_TRAIN_POLICIES, MCQuestion
+from kcs.config import FinetuneConfig
+from kcs.downstream.mcqa import MCQuestion
 from kcs.errors import KcsError
 from kcs.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
-STYLES = ("head", "lora", "full")
 DEFAULT_TEMPLATE = "Question: {question}\nAnswer:"
-SCHEDULES = ("constant", "linear")
-
-
-@dataclass
-class FinetuneConfig:
-    style: str = "head"  # head | lora | full
-    epochs: int = 3  # passes over the training questions
-    max_steps: int | None = None  # stop earlier (smoke runs); None = epochs decide
-    batch_size: int = 16  # questions per optimiser step (each question = all its choices)
-    lr: float = 3e-4  # suits head-only on the WordNet task; full finetuning wants ~2e-5
-    weight_decay: float = 0.0
-    warmup_frac: float = 0.1  # linear warm-up over this share of the steps
-    schedule: str = "linear"  # constant | linear (decay to 0 after warm-up)
-    grad_clip: float = 1.0  # max gradient norm; 0 = no clipping
-    lora_rank: int = 8
-    lora_alpha: float = 16.0  # update scale = lora_alpha / lora_rank
-    prompt_template: str | None = None  # with `{question}`; None: the task's (task.json), else DEFAULT_TEMPLATE
-    choice_prefix: str = " "  # put before each choice
-    choice_score: str = "mean"  # sum | mean log-probability of the choice's tokens
-    max_length: int = 256  # tokens per row (prompt + choice(s)); the prompt is cut on the left
-    pack_choices: bool = True  # one row per question: the prompt once, then every choice (tree attention)
-    eval_batch_size: int = 32  # questions per forward pass when scoring without gradients
-    max_train_questions: int | None = None  # use a seeded random subset of the train split
-    linked_in_train: str = "holdout"  # holdout | drop | keep linked questions found in the train split
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.style in STYLES, f"style must be one of {', '.join(STYLES)}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
-            (self.linked_in_train in LINKED_IN_TRAIN_POLICIES,
-             f"linked_in_train must be one of {', '.join(LINKED_IN_TRAIN_POLICIES)}"),
-            (self.epochs >= 0, "epochs must be >= 0"),
-            (self.max_steps is None or self.max_steps >= 0, "max_steps must be >= 0 or null"),
-            (self.batch_size >= 1 and self.eval_batch_size >= 1, "batch sizes must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
-            (0.0 <= self.warmup_frac < 1.0, "warmup_frac must be in [0, 1)"),
-            (self.lora_rank >= 1, "lora_rank must be >= 1"),
-            (self.max_train_questions is None or self.max_train_questions >= 1, "max_train_questions must be >= 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise KcsError(f"finetuning config: {message}")
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> FinetuneConfig:
     """FinetuneConfig from a YAML file of its keys (an unknown key is an error naming it)."""
-    from kcs.config import load_yaml_mapping
-
-    values: dict[str, Any] = load_yaml_mapping(path, "finetuning config") if path is not None else {}
-    where = str(path) if path is not None else "finetuning config"
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    known = {f.name: f for f in fields(FinetuneConfig)}
-    for key in values:
-        if key not in known:
-            raise KcsError(f"{where}: unknown finetuning key '{key}'; known keys: {', '.join(known)}")
-    try:
-        return FinetuneConfig(**values)
-    except TypeError as err:
-        raise KcsError(f"{where}: {err}") from None
+    return FinetuneConfig.from_yaml(path, overrides)
 
 
 # -- removed weights ---------------------------------------------------------------------------
@@ -389,4 +335,4 @@ class Finetuner:
 
 
 def config_dict(config: FinetuneConfig) -> dict[str, Any]:
-    return asdict(config)
+    return config.to_dict()
