@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"goal_seconds": GOAL_SECONDS, "results": rows,
-                                            "versions": package_versions(), "commit": git_commit(), "cpus": os.cpu_count()}, indent=2) + "\n")
+                                            "versions": package_versions(), "commit": git_commit(),
+                                             "cpus": os.cpu_count()}, indent=2) + "\n")
     return 0
 
 

@@ -16,7 +16,8 @@ paper's, for GPU machines):
   prefix cached once (its build time is reported apart: it is shared by every checkpoint).
 
 Timings interleave the kinds of step after warm-up and report medians, so drift affects all alike.
-Peak memory: CUDA's max_memory_allocated per kind, less what the earlier kinds' models hold; on the CPU each kind runs once more in a fresh
+Peak memory: CUDA's max_memory_allocated per kind, less what the earlier kinds' models
+hold; on the CPU each kind runs once more in a fresh
 child process and reports its peak resident set size (VmHWM, reset at the child's start).
 
     python benchmarks/mask_step.py --data demo --out benchmarks/results/cpu.json        # CPU

@@ -37,7 +37,7 @@ def _check_compatible(masks: Sequence[WeightMask]) -> None:
         raise KcsError("no masks given")
     first = masks[0]
     for other in masks[1:]:
-        if other.names != first.names or [l.shape for l in other.logits] != [l.shape for l in first.logits]:
+        if other.names != first.names or [t.shape for t in other.logits] != [t.shape for t in first.logits]:
             raise KcsError("masks cover different parameters or shapes; combine only masks of the same model and blocks")
 
 

@@ -97,7 +97,7 @@ class _ExpectedDensity(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, n, buffers, *logits):
-        softs = [torch.sigmoid(l.detach(), out=buf) for l, buf in zip(logits, buffers)]
+        softs = [torch.sigmoid(t.detach(), out=buf) for t, buf in zip(logits, buffers)]
         ctx.softs = softs
         ctx.n = n
         return sum(soft.sum() for soft in softs) / n

@@ -124,7 +124,8 @@ def evaluate_steps(model: str | os.PathLike, mask_paths: Sequence[str | os.PathL
     the full model (whose perplexities every row carries as `*_ppl_full`), the mask path and digest.
 
     The model is loaded and the frozen prefix (hidden states entering the first masked block) is
-    computed once (or read from `prefix_store`, kcs.prefix.PrefixStore); each mask is then copied into the same WeightMask, so a mask costs only the
+    computed once (or read from `prefix_store`, kcs.prefix.PrefixStore); each mask is then copied into the same
+    WeightMask, so a mask costs only the
     masked blocks' forward passes.
     """
     from tqdm.auto import tqdm

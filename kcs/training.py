@@ -128,7 +128,8 @@ class TrainingData:
 
     def cache_report(self) -> dict:
         """What was cached: rows cached of rows, and MB, per set (recorded in run.json)."""
-        report = {f"prefix/{k}": {"rows": c.n_cached, "of": len(c), "mb": round(c.nbytes / 2**20, 1)} for k, c in self.prefix.items()}
+        report = {f"prefix/{k}": {"rows": c.n_cached, "of": len(c), "mb": round(c.nbytes / 2**20, 1)}
+                  for k, c in self.prefix.items()}
         report.update({f"reference/{k}": {"rows": r.n_cached, "of": len(r.prefix), "mb": round(r.nbytes / 2**20, 1)}
                        for k, r in self.reference.items()})
         return report
@@ -234,7 +235,7 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
 
     target_facts = read_kg(targetkg)
     control_facts = read_kg(controlkg)
-    val_facts = read_kg(controlkg_val)[: config.controlkg_val_size] if controlkg_val else control_facts[: config.controlkg_val_size]
+    val_facts = (read_kg(controlkg_val) if controlkg_val else control_facts)[: config.controlkg_val_size]
     target_enc = encode_verbalisations(target_facts, tokenizer, str(targetkg))
     control_enc = encode_verbalisations(control_facts, tokenizer, str(controlkg))
     val_enc = encode_verbalisations(val_facts, tokenizer, str(controlkg_val or controlkg))
@@ -341,7 +342,8 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     elapsed = elapsed_before + time.perf_counter() - t0
     record = provenance(config=config.to_dict(), seed=seed, model=str(model), inputs=fingerprint,
                         blocks=blocks, granularity=config.granularity, steps=config.steps,
-                        elapsed_s=elapsed, seconds_per_step_this_session=(sum(step_times) / len(step_times)) if step_times else None,
+                        elapsed_s=elapsed,
+                        seconds_per_step_this_session=(sum(step_times) / len(step_times)) if step_times else None,
                         final_sparsity=mask.sparsity(), device=str(dev), caches=data.cache_report())
     save_mask(final_mask, mask, base_model=str(model), model_type=lm_model.config.model_type, provenance=record)
     write_json(out_dir / "run.json", record, finite=True)

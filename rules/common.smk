@@ -12,7 +12,6 @@ from snakemake.utils import validate
 from kcs import grid, shapes
 from kcs.errors import KcsError
 
-
 try:
     validate(config, "../kcs/schemas/config.schema.json")
 except WorkflowError as err:
@@ -375,7 +374,10 @@ def get_mask_to_evaluate(wildcards):
 def get_combined_mask_to_evaluate(wildcards):
     pattern = COMBINED_MASK if wildcards.method == "learned" else COMBINED_RANDOM_MASK
     return _fill(
-        pattern, model=wildcards.model, kg=wildcards.kg, combination=wildcards.combination
+        pattern,
+        model=wildcards.model,
+        kg=wildcards.kg,
+        combination=wildcards.combination,
     )
 
 
@@ -405,14 +407,26 @@ def learned_mask_output(path):
 
 def get_seed_masks(wildcards):
     return [
-        _fill(LEARNED_MASK, model=wildcards.model, kg=wildcards.kg, variant=DEFAULT, seed=s)
+        _fill(
+            LEARNED_MASK,
+            model=wildcards.model,
+            kg=wildcards.kg,
+            variant=DEFAULT,
+            seed=s,
+        )
         for s in SEEDS
     ]
 
 
 def get_kg_masks(wildcards):
     return [
-        _fill(LEARNED_MASK, model=wildcards.model, kg=kg, variant=DEFAULT, seed=wildcards.seed)
+        _fill(
+            LEARNED_MASK,
+            model=wildcards.model,
+            kg=kg,
+            variant=DEFAULT,
+            seed=wildcards.seed,
+        )
         for kg in TABLE_KGS
     ]
 
@@ -480,10 +494,12 @@ def get_variant_order():
 # ---- resources: scaled by model size, growing with each retry (attempt) -------------------------
 # Defaults for a GPU cluster; adapt per rule in the profile (slurm/config.yaml, set-resources).
 
+
 @functools.lru_cache(maxsize=None)
 def model_size_m(model):
     """Parameters (millions) of a configured model, for memory and time requests, from its shape
-    values (kcs.shapes); 1,000 where the shape is not known without the model (GGUF, unknown hub id)."""
+    values (kcs.shapes); 1,000 where the shape is not known without the model (GGUF, unknown hub id).
+    """
     parameters = shapes.approximate_parameters(MODELS[model])
     return 1000 if parameters is None else parameters / 1e6
 
@@ -870,7 +886,9 @@ def get_steps_files():
 
 def get_step_masks_glob(wildcards, input):
     """The run's step masks, beside its final mask (a shell glob: their steps come from the config)."""
-    return os.path.join(os.path.dirname(input.mask), "checkpoints", "step-*.safetensors")
+    return os.path.join(
+        os.path.dirname(input.mask), "checkpoints", "step-*.safetensors"
+    )
 
 
 def get_steps_labels(wildcards):
@@ -910,7 +928,8 @@ if SELECTION["rule"] == "best":
 
 def resolved_summary():
     """What the merged configuration (config.yaml <- --configfile) asks for, in a few lines:
-    a partial --configfile inherits the paper's grid and 40,000 steps, so say it before starting."""
+    a partial --configfile inherits the paper's grid and 40,000 steps, so say it before starting.
+    """
     runs = training_runs()
     steps = sorted({train_config_values(m, v)["steps"] for m, _, v, _ in runs})
     lines = [

@@ -7,12 +7,13 @@ import sys
 import pytest
 import torch
 
-from core_fixtures import ANIMALS, KINDS, fact, tiny_data, tiny_gpt2_dir, write_jsonl  # noqa: F401
 from kcs.baselines import combine, draw_seed, jaccard, random_like
 from kcs.errors import KcsError
 from kcs.maskfile import load_mask, save_mask
 from kcs.masking import WeightMask
 from kcs.models import load_model, num_blocks, select_blocks
+
+from core_fixtures import ANIMALS, KINDS, fact, write_jsonl
 
 
 @pytest.fixture
@@ -21,7 +22,8 @@ def learned_like_mask(tiny_gpt2_dir):
     mask = WeightMask.for_model(model, select_blocks(num_blocks(model)))
     gen = torch.Generator().manual_seed(1)
     # a deliberately uneven subnetwork: very different shares per matrix
-    mask.load_binary({n: torch.rand(l.shape, generator=gen) < 0.05 * (i + 1) for i, (n, l) in enumerate(zip(mask.names, mask.logits))})
+    mask.load_binary({n: torch.rand(t.shape, generator=gen) < 0.05 * (i + 1)
+                      for i, (n, t) in enumerate(zip(mask.names, mask.logits))})
     return model, mask
 
 

@@ -10,12 +10,13 @@ import random
 import pytest
 import torch
 
-from core_fixtures import ANIMALS, FILLER, KINDS, fact, write_jsonl
 from kcs.baselines import random_like
 from kcs.config import TrainConfig
 from kcs.evaluation import evaluate_mask
 from kcs.maskfile import save_mask
 from kcs.training import train_mask
+
+from core_fixtures import ANIMALS, FILLER, KINDS, fact, write_jsonl
 
 
 def _teach(folder, sentences, text_lines):

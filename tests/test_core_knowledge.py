@@ -10,14 +10,15 @@ import sys
 import pytest
 import torch
 
-from core_fixtures import ANIMALS, FILLER, KINDS, fact, tiny_data, tiny_gpt2_dir, tiny_model_dir, write_jsonl  # noqa: F401
 from kcs.cli import main
 from kcs.encoding import encode_verbalisations
 from kcs.evaluation import kg_statistics
 from kcs.kg import read_kg
-from kcs.knowledge import fact_knowledge, kg_knowledge, rank_order, vocabulary_size, as_masked_lm
+from kcs.knowledge import as_masked_lm, fact_knowledge, kg_knowledge, rank_order, vocabulary_size
 from kcs.masking import MaskedLM
 from kcs.models import load_model
+
+from core_fixtures import ANIMALS, FILLER, KINDS, fact, write_jsonl
 
 
 def _direct(model, tokenizer, facts):

@@ -4,7 +4,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, BertConfig, BertLMHeadModel
 
-from core_fixtures import tiny_data, tiny_model_dir  # noqa: F401
 from kcs.errors import KcsError
 from kcs.maskfile import load_mask, save_mask
 from kcs.masking import MaskedLM, WeightMask
@@ -18,7 +17,7 @@ def _mask(model, granularity="weight"):
 
 def _random_binary(mask, seed=0, share=0.3):
     gen = torch.Generator().manual_seed(seed)
-    mask.load_binary({n: torch.rand(l.shape, generator=gen) < share for n, l in zip(mask.names, mask.logits)})
+    mask.load_binary({n: torch.rand(t.shape, generator=gen) < share for n, t in zip(mask.names, mask.logits)})
 
 
 def test_top_half_blocks_and_matrix_count(tiny_model_dir):
@@ -47,7 +46,7 @@ def test_initial_mask_is_empty_and_remaining_equals_full(tiny_model_dir):
     model, tok = load_model(tiny_model_dir)
     mask = _mask(model)
     assert mask.sparsity() == 1.0
-    assert all(torch.allclose(torch.sigmoid(l), torch.tensor(0.45)) for l in mask.logits)
+    assert all(torch.allclose(torch.sigmoid(t), torch.tensor(0.45)) for t in mask.logits)
     lm = MaskedLM(model, mask).eval()
     ids = tok(["A dog is a kind of animal"], return_tensors="pt")["input_ids"]
     with torch.no_grad():
@@ -87,7 +86,7 @@ def test_straight_through_gradients_reach_every_logit(tiny_model_dir):
     lm = MaskedLM(model, mask).train()
     ids = tok(["A dog is a kind of animal"], return_tensors="pt")["input_ids"]
     lm("remaining", input_ids=ids).logits.logsumexp(-1).sum().backward()
-    assert all(l.grad is not None and l.grad.abs().sum() > 0 for l in mask.logits)
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in mask.logits)
     assert all(p.grad is None for p in model.parameters())
 
 

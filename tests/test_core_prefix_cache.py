@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch.testing import assert_close
 
-from core_fixtures import ANIMALS, KINDS, fact, make_text, make_tiny_model, tiny_data, write_jsonl  # noqa: F401
 from kcs.config import TrainConfig
 from kcs.encoding import encode_verbalisations, read_text_blocks
 from kcs.kg import Verbalisation, read_kg
@@ -21,16 +20,18 @@ from kcs.prefix import PrefixCache
 from kcs.reference import FullModelReference
 from kcs.training import CyclingSampler, TrainingData, mask_step, train_mask
 
+from core_fixtures import ANIMALS, KINDS, fact, make_tiny_model
+
 VIEWS = ("full", "remaining", "subnetwork")
 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
-def deep_model_dir(request, tmp_path_factory, tiny_data):  # noqa: F811
+def deep_model_dir(request, tmp_path_factory, tiny_data):
     return make_tiny_model(tmp_path_factory.mktemp(f"deep_{request.param}"), request.param, tiny_data["text"], layers=4)
 
 
 @pytest.fixture(scope="module")
-def deep_gpt2_dir(tmp_path_factory, tiny_data):  # noqa: F811
+def deep_gpt2_dir(tmp_path_factory, tiny_data):
     return make_tiny_model(tmp_path_factory.mktemp("deep_gpt2_only"), "gpt2", tiny_data["text"], layers=4)
 
 
@@ -159,11 +160,9 @@ def _losses_and_gradients(model_dir, text_file, budget_mb):
     return {k: v.detach() for k, v in terms.items()}, total.detach(), grads, data.cache_report()
 
 
-def test_cached_and_uncached_steps_give_the_same_losses_and_gradients(deep_model_dir, tiny_data):  # noqa: F811
-    cached_terms, cached_total, cached_grads, report = _losses_and_gradients(deep_model_dir, tiny_data["text"], 64)
-    plain_terms, plain_total, plain_grads, plain_report = _losses_and_gradients(deep_model_dir, tiny_data["text"], 0)
-    assert report["prefix/controllm"]["rows"] == 8 and report["reference/controllm"]["rows"] == 8
-    assert plain_report["prefix/controllm"]["rows"] == 0 and plain_report["reference/controlkg"]["rows"] == 0
+def assert_same_step(cached, plain):
+    """Two steps' (terms, total, gradients) agree, and the gradients are not all zero."""
+    (cached_terms, cached_total, cached_grads), (plain_terms, plain_total, plain_grads) = cached, plain
     assert set(cached_terms) == {"targetkg", "expression", "controlkg", "controllm"}
     for name in cached_terms:
         assert_close(cached_terms[name], plain_terms[name])
@@ -173,7 +172,15 @@ def test_cached_and_uncached_steps_give_the_same_losses_and_gradients(deep_model
         assert_close(cached, plain)
 
 
-def test_a_short_run_ends_with_the_same_mask_with_and_without_caches(deep_gpt2_dir, tiny_data, tmp_path):  # noqa: F811
+def test_cached_and_uncached_steps_give_the_same_losses_and_gradients(deep_model_dir, tiny_data):
+    *cached, report = _losses_and_gradients(deep_model_dir, tiny_data["text"], 64)
+    *plain, plain_report = _losses_and_gradients(deep_model_dir, tiny_data["text"], 0)
+    assert report["prefix/controllm"]["rows"] == 8 and report["reference/controllm"]["rows"] == 8
+    assert plain_report["prefix/controllm"]["rows"] == 0 and plain_report["reference/controlkg"]["rows"] == 0
+    assert_same_step(cached, plain)
+
+
+def test_a_short_run_ends_with_the_same_mask_with_and_without_caches(deep_gpt2_dir, tiny_data, tmp_path):
     masks = {}
     for budget in (0, 64):
         config = TrainConfig(steps=12, controllm_block_size=32, controllm_batch_size=4, controllm_max_blocks=40,
@@ -240,7 +247,7 @@ def test_a_prefix_store_is_read_back_and_keyed_by_weights_and_rows(deep_model_di
     assert PrefixStore.load(files[0], tuple(computed.hidden.shape)) is not None
 
 
-def test_an_evaluation_with_a_prefix_store_equals_one_without(deep_gpt2_dir, tiny_data, tmp_path):  # noqa: F811
+def test_an_evaluation_with_a_prefix_store_equals_one_without(deep_gpt2_dir, tiny_data, tmp_path):
     from kcs.evaluation import evaluate_mask
     from kcs.maskfile import save_mask
 

@@ -5,7 +5,6 @@ import shutil
 
 import pytest
 
-from core_fixtures import make_text, make_tiny_model, tiny_data, tiny_gpt2_dir  # noqa: F401
 from kcs.cli import main
 from kcs.config import TrainConfig
 from kcs.errors import KcsError
@@ -15,6 +14,8 @@ from kcs.masking import WeightMask
 from kcs.models import load_model
 from kcs.step_evaluation import SelectionRule, evaluate_steps, select_checkpoint
 from kcs.training import train_mask
+
+from core_fixtures import make_text, make_tiny_model
 
 STEPS_YAML = ("steps: 8\ncheckpoint_every: 2\nkeep_step_masks: true\ncontrollm_block_size: 32\ncontrollm_batch_size: 4\n"
               "controllm_max_blocks: 40\nvalidate_every: 4\neval_controllm_blocks: 4\neval_batch_size: 3\n"

@@ -1,7 +1,5 @@
 """Mask training: objectives, schedule, config errors, repeatability and resume after SIGKILL."""
 
-import math
-import os
 import shutil
 import signal
 import subprocess
@@ -12,7 +10,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core_fixtures import tiny_data, tiny_gpt2_dir, train_yaml  # noqa: F401
 from kcs import objectives, training
 from kcs.config import TrainConfig
 from kcs.errors import KcsError

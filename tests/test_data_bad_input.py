@@ -7,9 +7,10 @@ import re
 
 import pytest
 
-from data_fixtures import FIXTURES, leftovers, run_cli, tiny_model_folder, wordnet_dir  # noqa: F401
 from kcs.data.triplets import read_triplets
 from kcs.errors import KcsError
+
+from data_fixtures import FIXTURES, leftovers, run_cli
 
 CASES = {
     "malformed-tsv": ("T.tsv", "cabin.n.02\tIsA\thouse.n.01\nhostel.n.01 IsA hotel.n.01\n",

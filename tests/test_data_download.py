@@ -9,9 +9,10 @@ import zipfile
 
 import pytest
 
-from data_fixtures import FIXTURES, leftovers, run_cli, serve, wordnet_dir  # noqa: F401
 from kcs.data import conceptnet, corpora, csqa, download, wordnet
 from kcs.errors import KcsError
+
+from data_fixtures import FIXTURES, leftovers, run_cli, serve
 
 BODY = b"kcs fixture body\n" * 4096  # 69,632 bytes: several reads
 

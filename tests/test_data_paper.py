@@ -7,11 +7,12 @@ import shutil
 
 import pytest
 
-from data_fixtures import PAPER_DATA, WORDNET_ROOTS, run_cli, wn  # noqa: F401
 from kcs.data import paper
-from kcs.provenance import file_sha256
 from kcs.errors import KcsError
 from kcs.kg import read_kg
+from kcs.provenance import file_sha256
+
+from data_fixtures import PAPER_DATA, WORDNET_ROOTS, run_cli
 
 needs_paper_data = pytest.mark.skipif(
     not PAPER_DATA.is_dir(), reason=f"the authors' files are not at {PAPER_DATA} (CI keeps ../shared beside the clone)"

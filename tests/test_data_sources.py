@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from data_fixtures import FIXTURES, REPO, run_cli
 from kcs.data import conceptnet, corpora, csqa, paper
 from kcs.data.paths import corpus_dir
 from kcs.data.triplets import read_triplets
 from kcs.errors import KcsError
 from kcs.kg import read_kg
+
+from data_fixtures import FIXTURES, REPO, run_cli
 
 LAMA = FIXTURES / "lama"
 

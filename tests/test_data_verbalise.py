@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-from data_fixtures import WORDNET_ROOTS, run_cli, tiny_model, tiny_model_folder, wordnet_dir  # noqa: F401
 from kcs.data import paper
 from kcs.data.templates import candidates_for, expand, indefinite_article, is_plural, load_templates
 from kcs.data.triplets import Triplet
@@ -16,6 +15,8 @@ from kcs.data.verbalize import verbalise
 from kcs.errors import KcsError
 from kcs.kg import read_kg
 from kcs.scoring import sentence_perplexities
+
+from data_fixtures import WORDNET_ROOTS, run_cli
 
 CONCEPTNET_RELATIONS = {"IsA", "HasProperty", "UsedFor", "AtLocation", "Causes", "CapableOf", "HasPrerequisite",
                         "PartOf", "ReceivesAction", "HasSubevent", "HasA", "CausesDesire", "MadeOf",

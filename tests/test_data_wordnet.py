@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from data_fixtures import PAPER_DATA, WORDNET_ROOTS, leftovers, run_cli, wn, wordnet_dir  # noqa: F401
 from kcs.data import wordnet as wordnet_mod
 from kcs.errors import KcsError
+
+from data_fixtures import PAPER_DATA, WORDNET_ROOTS, leftovers, run_cli
 
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
 LEXNAMES_MAN = Path("/usr/share/man/man5/lexnames.5WN.gz")

@@ -8,8 +8,9 @@ import json
 import pytest
 import torch
 
-from downstream_fixtures import CSQA1_KG, CSQA2_KG, CSQA_LOCAL, SMOKE_CONFIG, save_tiny_model
 from kcs.cli import main
+
+from downstream_fixtures import CSQA1_KG, CSQA2_KG, CSQA_LOCAL, SMOKE_CONFIG, save_tiny_model
 
 
 @pytest.fixture(scope="module")

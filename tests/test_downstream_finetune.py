@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from downstream_fixtures import removal_for, tiny_model, tokenizer, toy_questions
 from kcs.downstream.choice_scoring import ChoiceScorer, check_head_path, target_hidden, target_logprobs
 from kcs.downstream.finetune import FinetuneConfig, Finetuner, load_config
 from kcs.errors import KcsError
+
+from downstream_fixtures import removal_for, tiny_model, tokenizer, toy_questions
 
 
 def _params(model):

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from downstream_fixtures import CSQA1_KG, CSQA2_KG, CSQA_LOCAL, toy_questions
 from kcs.downstream.mcqa import MCQuestion, MCTask, link_questions, load_task, prepare, split_groups
 from kcs.errors import KcsError
 from kcs.kg import Fact, read_kg
+
+from downstream_fixtures import CSQA1_KG, CSQA2_KG, CSQA_LOCAL, toy_questions
 
 
 def test_csqa_loads_from_local_original_files():

@@ -7,9 +7,6 @@ import re
 import subprocess
 import sys
 
-
-from core_fixtures import tiny_data, tiny_gpt2_dir, train_yaml  # noqa: F401
-from data_fixtures import tiny_model  # noqa: F401
 from kcs.config import TrainConfig
 from kcs.progress import ProgressLog
 
@@ -143,7 +140,7 @@ def test_resumed_training_logs_from_the_resume_step(monkeypatch, tiny_gpt2_dir, 
     assert starts == [6]  # rate and ETA count the 6 steps of this session
 
 
-def test_verbalisation_logs_sentences_scored(tiny_model, caplog):  # noqa: F811
+def test_verbalisation_logs_sentences_scored(tiny_model, caplog):
     from kcs.data.triplets import Triplet
     from kcs.data.verbalize import choose_best, plan
     from kcs.scoring import sentence_perplexities
@@ -189,8 +186,10 @@ def test_evaluation_logs_batches_and_running_perplexity(tiny_gpt2_dir, tiny_data
 
 
 def test_finetuning_logs_steps_and_loss(caplog):
-    from downstream_fixtures import tiny_model as tiny_mc_model, tokenizer, toy_questions
     from kcs.downstream.finetune import FinetuneConfig, Finetuner
+
+    from downstream_fixtures import tiny_model as tiny_mc_model
+    from downstream_fixtures import tokenizer, toy_questions
 
     finetuner = Finetuner(tiny_mc_model("gpt2"), tokenizer(), FinetuneConfig(style="head", epochs=2, batch_size=2))
     with caplog.at_level(logging.INFO, logger="kcs.downstream.finetune"):

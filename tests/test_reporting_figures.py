@@ -15,7 +15,7 @@ from kcs.errors import KcsError
 from kcs.maskfile import save_mask
 from kcs.masking import WeightMask
 from kcs.models import select_blocks
-from kcs.reporting.masks import collect_densities, mask_density
+from kcs.reporting.masks import mask_density
 from kcs.reporting.overlap import overlap_matrices, overlap_summary, read_overlaps
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -15,8 +15,7 @@ from kcs.commands.tiny_model import build_model
 from kcs.errors import KcsError
 from kcs.maskfile import save_mask
 from kcs.masking import WeightMask
-from kcs.reporting.structure import (head_counts, head_table, mask_summary, neuron_table, query_head_density,
-                                     read_members)
+from kcs.reporting.structure import head_counts, head_table, mask_summary, neuron_table, query_head_density, read_members
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HEADS, HEAD_DIM, WIDTH = 4, 4, 16  # the tiny models: 4 heads of 4; Llama has 2 key/value heads

@@ -170,7 +170,8 @@ def test_compute_cost_from_benchmarks(tmp_path):
         path = tmp_path / "bench" / rule / model / f"{job}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         # a retried job appends a row; the last one is the run that produced the output
-        path.write_text(BENCH_HEADER + f"1.0\t0:00:01\t1\t1\t1\t1\t0\t0\t1\t1\n{seconds}\t0:01:40\t{rss}\t1\t1\t1\t0\t0\t90\t{seconds}\n")
+        path.write_text(BENCH_HEADER + "1.0\t0:00:01\t1\t1\t1\t1\t0\t0\t1\t1\n"
+                        + f"{seconds}\t0:01:40\t{rss}\t1\t1\t1\t0\t0\t90\t{seconds}\n")
         files.append(path)
     table = compute_cost_table(read_benchmarks(files, str(tmp_path / "bench/{rule}/{model}/{job}.tsv"))).frame
     row = table[(table["rule"] == "train_mask") & (table["model"] == "gpt2")].iloc[0]

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 import slurm_fixtures
-from slurm_fixtures import CLUSTER_SCRIPT, REPO_ROOT, USER_PROFILE, slurm_cluster  # noqa: F401
+from slurm_fixtures import CLUSTER_SCRIPT, REPO_ROOT, USER_PROFILE
 
 TOY_WORKFLOW = Path(__file__).parent / "fixtures" / "slurm_toy"
 

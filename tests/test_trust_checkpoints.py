@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from core_fixtures import tiny_data, tiny_gpt2_dir, train_yaml  # noqa: F401
 from kcs.checkpoint import load_checkpoint, save_checkpoint
 from kcs.cli import main
 from kcs.errors import KcsError

@@ -11,7 +11,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from core_fixtures import tiny_data, tiny_gpt2_dir  # noqa: F401
 from kcs.atomic import OUTPUT_MARKER, atomic_dir
 from kcs.cli import main
 from kcs.config import TrainConfig
@@ -26,7 +25,7 @@ def mask_file(tiny_gpt2_dir, tmp_path):
     model, _ = load_model(tiny_gpt2_dir)
     mask = WeightMask.for_model(model, select_blocks(num_blocks(model)))
     gen = torch.Generator().manual_seed(0)
-    mask.load_binary({n: torch.rand(l.shape, generator=gen) < 0.1 for n, l in zip(mask.names, mask.logits)})
+    mask.load_binary({n: torch.rand(t.shape, generator=gen) < 0.1 for n, t in zip(mask.names, mask.logits)})
     path = tmp_path / "mask.safetensors"
     save_mask(path, mask, base_model=str(tiny_gpt2_dir), model_type="gpt2")
     return path

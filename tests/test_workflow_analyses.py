@@ -8,9 +8,10 @@ import json
 
 import pandas as pd
 import pytest
-from workflow_fixtures import load_config, smoke_run  # noqa: F401  (smoke_run: fixture)
 
 from kcs.maskfile import read_mask_tensors
+
+from workflow_fixtures import load_config
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,20 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from workflow_fixtures import (DEMO_CONFIG, PAPER_CONFIG, REPO, SMOKE_CONFIG, job_counts, load_config,
-                               prepare_workdir, run_snakemake, write_config)
 
 from kcs.config import EvalConfig, TrainConfig, config_schema_sections
+
+from workflow_fixtures import (
+    DEMO_CONFIG,
+    PAPER_CONFIG,
+    REPO,
+    SMOKE_CONFIG,
+    job_counts,
+    load_config,
+    prepare_workdir,
+    run_snakemake,
+    write_config,
+)
 
 SCHEMA = json.loads((REPO / "kcs" / "schemas" / "config.schema.json").read_text())
 CONFIGS = {"paper": PAPER_CONFIG, "demo": DEMO_CONFIG, "smoke": SMOKE_CONFIG}

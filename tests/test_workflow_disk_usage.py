@@ -7,12 +7,13 @@ import copy
 
 import pytest
 import yaml
-from workflow_fixtures import DEMO_CONFIG, PAPER_CONFIG, SMOKE_CONFIG, load_config
 
 from kcs import grid, shapes
 from kcs.cli import main
 from kcs.disk_usage import project, summary
 from kcs.errors import KcsError
+
+from workflow_fixtures import DEMO_CONFIG, PAPER_CONFIG, SMOKE_CONFIG, load_config
 
 
 def merged(*configs):
@@ -66,7 +67,8 @@ def test_a_name_that_is_no_random_draw_is_refused(method):
 
 def test_the_paper_projection_sizes_each_file_from_the_shapes():
     items = project(merged())
-    by_key = {(i.artifact.split(" (")[0], i.model): i for i in items if "weight granularity" in i.artifact or "(" not in i.artifact}
+    by_key = {(i.artifact.split(" (")[0], i.model): i for i in items
+              if "weight granularity" in i.artifact or "(" not in i.artifact}
     xl = shapes.model_counts(shapes.known_config("gpt2-xl"))
     learned_xl = next(i for i in items if i.model == "gpt2-xl" and i.artifact.startswith("learned mask"))
     assert learned_xl.files == 30 and learned_xl.bytes_each == 4 * xl["logits"]

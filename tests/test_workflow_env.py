@@ -8,6 +8,7 @@ import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+
 from workflow_fixtures import REPO
 
 ENV_FILE = REPO / "envs" / "kcs.yaml"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from workflow_fixtures import load_config, pipeline_env, prepare_workdir, run_snakemake, snakemake_command, write_config
 
 pytestmark = pytest.mark.integration

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from slurm_fixtures import slurm_cluster  # noqa: F401  (fixture)
-from workflow_fixtures import SNAKEFILE, load_config, prepare_workdir, smoke_run, write_config  # noqa: F401  (fixture)
+
+from workflow_fixtures import SNAKEFILE, load_config, prepare_workdir, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -15,7 +15,7 @@ COMPARED_TABLES = ("runs", "main", "kgs", "ablations", "combined")
 MODEL = "tiny-gpt2"
 
 
-def test_smoke_dag_through_slurm_matches_the_local_run(slurm_cluster, smoke_run, tmp_path):  # noqa: F811
+def test_smoke_dag_through_slurm_matches_the_local_run(slurm_cluster, smoke_run, tmp_path):
     """The smoke DAG of one model (every kind of job: training, baselines, steps, combinations,
     ablation, downstream), whose rows must equal that model's rows of the local smoke run."""
     workdir = prepare_workdir(tmp_path)

@@ -6,7 +6,8 @@ import json
 
 import pandas as pd
 import pytest
-from workflow_fixtures import load_config, run_snakemake, smoke_run  # noqa: F401  (smoke_run: fixture)
+
+from workflow_fixtures import load_config, run_snakemake
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from workflow_fixtures import REPO, load_config, prepare_workdir, run_snakemake, write_config
 
 pytestmark = pytest.mark.integration

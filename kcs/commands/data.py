@@ -54,7 +54,8 @@ def _install_wordnet(args) -> int:
 
     target = install_from_directory(args.source, args.to, lexnames_man=args.lexnames_man, force=args.force)
     wn = load_wordnet(args.to)
-    print(f"WordNet {wn.get_version()} ready in {target} (dog.n.01 -> {sorted(s.name() for s in wn.synset('dog.n.01').hypernyms())})")
+    hypernyms = sorted(s.name() for s in wn.synset("dog.n.01").hypernyms())
+    print(f"WordNet {wn.get_version()} ready in {target} (dog.n.01 -> {hypernyms})")
     return 0
 
 
@@ -103,8 +104,8 @@ def _download_wikitext(args) -> int:
 # --- paper KGs ----------------------------------------------------------------------------------
 
 def _paper_kg(args) -> int:
-    from kcs.data.paper import paper_kg_names, paper_kg_path
     from kcs.atomic import atomic_path
+    from kcs.data.paper import paper_kg_names, paper_kg_path
 
     if args.list:
         print("\n".join(paper_kg_names()))

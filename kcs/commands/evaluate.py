@@ -21,7 +21,8 @@ def _common(p) -> None:
                         "reported as `controlkg_test`")
     p.add_argument("--controllm", required=True, nargs="+", help="ControlLM test text file(s)")
     p.add_argument("--out", required=True, help="metrics JSON to write")
-    p.add_argument("--config", help="YAML of kcs.config.EvalConfig keys (eval_batch_size, eval_lm_batch_size, controllm_block_size)")
+    p.add_argument("--config", help="YAML of kcs.config.EvalConfig keys (eval_batch_size, eval_lm_batch_size, "
+                                          "controllm_block_size)")
     p.add_argument("--device", default="auto")
 
 

@@ -127,8 +127,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     from kcs.downstream.finetune import config_dict, load_config
     from kcs.downstream.mcqa import load_task
     from kcs.models import load_model, model_name
-    from kcs.provenance import provenance
-    from kcs.provenance import file_sha256
+    from kcs.provenance import file_sha256, provenance
     from kcs.training import seed_everything
 
     config = load_config(args.config, {"style": args.style, "epochs": args.epochs, "max_steps": args.max_steps})
@@ -185,8 +184,7 @@ def run_summary(args: argparse.Namespace) -> int:
 def run_build_task(args: argparse.Namespace) -> int:
     from kcs.data.wordnet import find_wordnet, load_wordnet
     from kcs.downstream.wordnet_task import PROMPT_TEMPLATE, build_task, write_task
-    from kcs.provenance import provenance
-    from kcs.provenance import file_sha256
+    from kcs.provenance import file_sha256, provenance
 
     facts = _read_kgs(args.linked_kg)
     wn = load_wordnet(args.wordnet_dir)

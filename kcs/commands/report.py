@@ -215,7 +215,8 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="report_command", metavar="WHAT", required=True)
 
     p = sub.add_parser("collect", help="metrics JSON files -> one CSV row per evaluation")
-    p.add_argument("--layout", required=True, help="path pattern naming the fields, e.g. .../{model}/{kg}/seed{seed}/{method}.json")
+    p.add_argument("--layout", required=True, help="path pattern naming the fields, "
+                                                   "e.g. .../{model}/{kg}/seed{seed}/{method}.json")
     p.add_argument("--out", required=True, help="CSV to write")
     p.add_argument("files", nargs="+", metavar="METRICS")
     p.set_defaults(func=run_collect)

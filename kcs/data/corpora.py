@@ -28,9 +28,9 @@ from typing import Iterable
 
 from kcs.atomic import atomic_dir
 from kcs.data.download import download_pinned, join_url
-from kcs.provenance import file_sha256
 from kcs.data.paths import corpus_dir
 from kcs.errors import KcsError
+from kcs.provenance import file_sha256
 
 log = logging.getLogger(__name__)
 

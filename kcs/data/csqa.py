@@ -2,7 +2,8 @@
 
 `read_csqa(path_or_dir, split)` is the one reader the downstream code imports. It returns a list
 of `{"id", "question", "choices": [str], "labels": [str], "answer_index": int | None,
-"question_concept": str | None}` plus any other top-level field of the row (answer_index None where the split has no answers, e.g. the
+"question_concept": str | None}` plus any other top-level field of the row (answer_index None where the
+split has no answers, e.g. the
 original test file). It accepts:
 - the original release's JSON Lines (`train_rand_split.jsonl`, `dev_rand_split.jsonl`,
   `test_rand_split_no_answers.jsonl`: `id`, `question{stem, question_concept, choices[{label,text}]}`,

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from kcs.atomic import atomic_dir
-from kcs.provenance import file_sha256
 from kcs.data.paths import package_resource
 from kcs.errors import KcsError
 from kcs.kg import Fact, Verbalisation
+from kcs.provenance import file_sha256
 
 log = logging.getLogger(__name__)
 

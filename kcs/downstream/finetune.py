@@ -18,16 +18,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from kcs.downstream.choice_scoring import ChoiceScorer, EncodedChoices, target_hidden, target_logprobs
 from kcs.config import FinetuneConfig
+from kcs.downstream.choice_scoring import ChoiceScorer, EncodedChoices, target_hidden, target_logprobs
 from kcs.downstream.mcqa import MCQuestion
 from kcs.errors import KcsError
 from kcs.progress import ProgressLog

@@ -12,9 +12,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window (cluster nodes have no display)
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from kcs.atomic import atomic_path  # noqa: E402
 from kcs.errors import KcsError  # noqa: E402
