@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import json
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from kcs.config import FinetuneConfig
 from kcs.errors import KcsError
 from kcs.kg import Fact
 
 Triplet = tuple[str, str, str]
 
 SPLIT_FILES = {"train": "train_rand_split.jsonl", "validation": "dev_rand_split.jsonl"}
-LINKED_IN_TRAIN_POLICIES = ("holdout", "drop", "keep")
+# the choices of FinetuneConfig.linked_in_train, defined there once
+LINKED_IN_TRAIN_POLICIES = typing.get_args(FinetuneConfig.model_fields["linked_in_train"].annotation)
 
 
 @dataclass(frozen=True)
