@@ -25,6 +25,7 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/settings.smk"
 include: "rules/resources.smk"
 include: "rules/models.smk"
 include: "rules/data.smk"

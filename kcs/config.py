@@ -11,13 +11,13 @@ test keeps them equal). Configuration files list only what differs from these de
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kcs.errors import KcsError
+from kcs.readers import read_yaml_mapping
 
 _FINITE = {"allow_inf_nan": False}
 
@@ -36,7 +36,7 @@ class ConfigModel(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> "ConfigModel":
-        values = load_yaml_mapping(path, "config") if path is not None else {}
+        values = read_yaml_mapping(path, "config") if path is not None else {}
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         return cls.from_dict(values, str(path) if path is not None else "config")
 
@@ -188,20 +188,6 @@ def _explain(error: dict, model: type[ConfigModel]) -> str:
     return f"key '{key}' must be {wanted}, got {value!r}"
 
 
-def load_yaml_mapping(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    """A YAML file that must hold a mapping (e.g. of hyper-parameters); errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise KcsError(f"{path}: {what} file not found")
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise KcsError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(loaded, dict):
-        raise KcsError(f"{path}: expected a mapping of {what} keys")
-    return loaded
-
-
 def json_schema_of(model: type[ConfigModel], description: str) -> dict[str, Any]:
     """The JSON schema of a config model as the pipeline's schema holds it: every key optional (kcs fills
     in the defaults, so a configuration lists only what differs), each key's default in its description
@@ -242,4 +228,4 @@ def config_schema_sections() -> dict[str, dict[str, Any]]:
 
 
 __all__ = ["ConfigModel", "EvalConfig", "FinetuneConfig", "SECTIONS", "TrainConfig", "config_schema_sections",
-           "defaults_yaml", "load_yaml_mapping"]
+           "defaults_yaml"]

@@ -38,7 +38,12 @@ class Evaluation(NamedTuple):
 
 def random_methods(draws: int) -> list[str]:
     """The method names of `draws` random subnetworks per learned one: random, random-2, ..."""
-    return [RANDOM] + [f"{RANDOM}-{draw}" for draw in range(2, draws + 1)]
+    return [random_method(draw) for draw in range(1, draws + 1)]
+
+
+def random_method(draw: int) -> str:
+    """'random' for draw 1, 'random-N' for draw N."""
+    return RANDOM if draw == 1 else f"{RANDOM}-{draw}"
 
 
 def random_draw(method: str) -> int:

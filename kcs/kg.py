@@ -12,10 +12,11 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from kcs.atomic import atomic_path
 from kcs.errors import KcsError
+from kcs.readers import iter_json_lines
 
 REQUIRED_FIELDS = ("head", "relation", "tail", "prompt", "target")
 
@@ -96,28 +97,6 @@ def parse_fact(row: Any, where: str) -> Fact:
         paraphrases.append(Verbalisation(para["prompt"], para["target"]))
     extra = {k: v for k, v in row.items() if k not in REQUIRED_FIELDS and k != "paraphrases"}
     return Fact(paraphrases=tuple(paraphrases), extra=extra, **values)
-
-
-def parse_json_line(line: str, where: str) -> Any:
-    """One JSON Lines row; a decoding error names FILE:LINE."""
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as err:
-        raise KcsError(f"{where}: not valid JSON ({err.msg}); each line must be one JSON object") from None
-
-
-def iter_json_lines(path: Path) -> Iterator[tuple[str, Any]]:
-    """('FILE:LINE', decoded row) for every non-blank line of a JSON Lines file."""
-    with path.open("rb") as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise KcsError(f"{where}: not UTF-8 ({err.reason} at byte {err.start} of the line); "
-                               "convert the file, e.g. with iconv -t UTF-8") from None
-            if line.strip():
-                yield where, parse_json_line(line, where)
 
 
 def read_kg(path: str | os.PathLike, *, allow_empty: bool = False) -> list[Fact]:

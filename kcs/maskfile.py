@@ -39,9 +39,11 @@ BINARY_MAGNITUDE = 10.0  # logits of a mask read from bits: +10 in the subnetwor
 
 
 def save_mask(path: str | os.PathLike, mask: WeightMask, *, base_model: str, model_type: str,
-              provenance: dict[str, Any] | None = None, binary: bool = False, **extra: str) -> None:
-    """Write a mask. `binary`: only the deterministic subnetwork, bit-packed (32x smaller than
-    float logits; for random baselines and mask algebra, whose logits carry nothing else)."""
+              provenance: dict[str, Any] | None = None, labels: dict[str, Any] | None = None, binary: bool = False,
+              **extra: str) -> None:
+    """Write a mask. `labels`: which run it is (kcs.labels). `binary`: only the deterministic subnetwork,
+    bit-packed (32x smaller than float logits; for random baselines and mask algebra, whose logits carry
+    nothing else)."""
     blocks = sorted({info.block for info in mask.infos.values()})
     metadata = {
         "kcs_format": FORMAT,
@@ -54,6 +56,7 @@ def save_mask(path: str | os.PathLike, mask: WeightMask, *, base_model: str, mod
         "temperature": json.dumps(mask.temperature),
         "kcs_version": kcs.__version__,
         "provenance": json.dumps(provenance or {}),
+        "labels": json.dumps(labels or {}),
         **{key: str(value) for key, value in extra.items()},
     }
     bad = [name for name, logits in zip(mask.names, mask.logits) if torch.isnan(logits).any()]
@@ -84,6 +87,29 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     return metadata
 
 
+def copy_mask(source: str | os.PathLike, out: str | os.PathLike, **metadata: str) -> None:
+    """Copy a mask file, its tensors byte for byte (so its digest still holds), with metadata added
+    (e.g. the step and selection of a chosen checkpoint)."""
+    read_mask_tensors(source)  # refuse a damaged file before copying it
+    with safe_open(str(source), framework="pt") as handle:
+        merged = dict(handle.metadata())
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    merged.update(metadata)
+    with atomic_path(out) as tmp:
+        save_file(tensors, str(tmp), metadata=merged)
+
+
+def read_labels(path: str | os.PathLike) -> dict[str, Any]:
+    """The labels a mask was written with (kcs.labels); {} for a mask written without any."""
+    metadata = read_metadata(path)
+    if "labels" not in metadata:
+        return {}
+    labels = metadata_json(Path(path), metadata, "labels")
+    if not isinstance(labels, dict):
+        raise KcsError(f"{path}: mask metadata 'labels' is not a JSON object; re-create the file")
+    return labels
+
+
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order."""
     digest = hashlib.sha256()
@@ -94,7 +120,7 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _metadata_json(path: Path, metadata: dict, key: str):
+def metadata_json(path: Path, metadata: dict, key: str):
     if key not in metadata:
         raise KcsError(f"{path}: mask metadata has no '{key}'; the file was not written by kcs (or was edited): "
                        "re-create it with kcs train / random-mask / combine-masks")
@@ -112,8 +138,8 @@ def read_mask_tensors(path: str | os.PathLike) -> tuple[dict[str, str], dict[str
     if granularity not in GRANULARITIES:
         raise KcsError(f"{path}: mask metadata 'granularity' is {granularity!r}, expected one of "
                        f"{', '.join(GRANULARITIES)}; re-create the file")
-    weight_in_out = _metadata_json(path, metadata, "weight_in_out")
-    raw_shapes = _metadata_json(path, metadata, "weight_shapes")
+    weight_in_out = metadata_json(path, metadata, "weight_in_out")
+    raw_shapes = metadata_json(path, metadata, "weight_shapes")
     if not isinstance(weight_in_out, bool) or not isinstance(raw_shapes, dict) or not all(
             isinstance(v, list) and len(v) == 2 and all(isinstance(d, int) and d > 0 for d in v) for v in raw_shapes.values()):
         raise KcsError(f"{path}: mask metadata 'weight_in_out' / 'weight_shapes' are malformed; re-create the file")
@@ -179,7 +205,7 @@ def load_mask(path: str | os.PathLike, model: nn.Module | None = None, device: s
         infos = {name: MaskInfo(*block_and_module(name, layout), shapes[name]) for name in tensors}
     else:
         infos = {name: MaskInfo(*parse_mask_name(name), shapes[name]) for name in tensors}
-    temperature = _metadata_json(path, metadata, "temperature") if "temperature" in metadata else 1.0
+    temperature = metadata_json(path, metadata, "temperature") if "temperature" in metadata else 1.0
     if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
         raise KcsError(f"{path}: mask metadata 'temperature' is {temperature!r}, expected a number > 0")
     mask = WeightMask(infos, granularity, weight_in_out, temperature=float(temperature))

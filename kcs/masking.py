@@ -22,11 +22,14 @@ from torch import nn
 from torch.func import functional_call
 
 from kcs import noise
+from kcs.config import TrainConfig
 from kcs.errors import KcsError
 from kcs.models import block_and_module, layout_for, maskable_parameters
 from kcs.prefix import BlockInputs, inputs_of_block, run_upper_blocks
 
 VIEWS = ("full", "remaining", "subnetwork")
+# a new mask's granularity, init_p and temperature default to mask training's, written once in kcs.config
+_TRAIN_DEFAULTS = TrainConfig()
 GRANULARITIES = ("weight", "neuron")
 _NOISE_EPS = 1e-6  # clamp of u before logit(u); 1 - 1e-10 would round to 1.0 in float32
 
@@ -131,7 +134,7 @@ def logit_shape(weight_shape: tuple[int, int], granularity: str, weight_in_out: 
 
 class WeightMask(nn.Module):
     def __init__(self, infos: dict[str, MaskInfo], granularity: str, weight_in_out: bool,
-                 init_p: float = 0.45, temperature: float = 1.0):
+                 init_p: float = _TRAIN_DEFAULTS.init_p, temperature: float = _TRAIN_DEFAULTS.temperature):
         super().__init__()
         if not 0.0 < init_p < 1.0:
             raise KcsError(f"init_p must be in (0, 1), got {init_p}")
@@ -150,8 +153,8 @@ class WeightMask(nn.Module):
         )
 
     @classmethod
-    def for_model(cls, model: nn.Module, blocks: list[int], granularity: str = "weight",
-                  init_p: float = 0.45, temperature: float = 1.0) -> "WeightMask":
+    def for_model(cls, model: nn.Module, blocks: list[int], granularity: str = _TRAIN_DEFAULTS.granularity,
+                  init_p: float = _TRAIN_DEFAULTS.init_p, temperature: float = _TRAIN_DEFAULTS.temperature) -> "WeightMask":
         layout = layout_for(model)
         infos = {}
         for name, weight in maskable_parameters(model, blocks).items():

@@ -187,19 +187,9 @@ def evaluate_steps(model: str | os.PathLike, mask_paths: Sequence[str | os.PathL
 def write_selected_mask(source: str | os.PathLike, out: str | os.PathLike, step: int, selection: dict) -> None:
     """Copy a mask file, its tensors byte for byte (so its digest still holds), with metadata `step`
     and `selection` (the rule and outcome, JSON) added: a metrics file of the copy says which step it is."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
+    from kcs.maskfile import copy_mask
 
-    from kcs.atomic import atomic_path
-    from kcs.maskfile import read_mask_tensors
-
-    read_mask_tensors(source)  # refuse a damaged file before copying it
-    with safe_open(str(source), framework="pt") as handle:
-        metadata = dict(handle.metadata())
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    metadata.update(step=str(step), selection=json.dumps(selection), selected_from=str(source))
-    with atomic_path(out) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    copy_mask(source, out, step=str(step), selection=json.dumps(selection), selected_from=str(source))
 
 
 def read_steps_file(path: str | os.PathLike) -> dict:

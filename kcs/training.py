@@ -4,6 +4,12 @@ while keeping its ControlKG and ControlLM behaviour (docs/method.md section 2).
 A run directory holds everything needed to resume after a kill at any moment: the last
 checkpoint (logits, optimiser state, RNG states, data-order state, step) is replaced atomically,
 and a resumed run ends with the same mask, bit for bit on the CPU, as an uninterrupted one.
+
+`train_mask` runs four stages, each its own function: `resume_state` (does the run directory's
+checkpoint belong to this run, and from which step and state does it go on), `build_run` (model,
+mask, optimiser, samplers, data and caches; `restore` puts a checkpoint back), `train_steps` (the
+step loop with its log, validations, step masks and checkpoints) and `finish_run` (the final mask
+and run.json, written nowhere else).
 """
 
 from __future__ import annotations
@@ -12,14 +18,12 @@ import csv
 import logging
 import math
 import os
-import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -38,6 +42,7 @@ from kcs.prefix import PrefixCache, PrefixStore
 from kcs.progress import ProgressLog
 from kcs.provenance import file_sha256, provenance
 from kcs.reference import FullModelReference
+from kcs.seeding import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +51,8 @@ LOG_COLUMNS = [
     "loss_expression", "loss_sparsity", "sparsity", "val_targetkg_ppl", "val_controlkg_ppl", "val_controllm_ppl",
 ]
 
-__all__ = ["TrainConfig", "train_mask", "mask_step", "mask_optimiser", "seed_everything", "CyclingSampler", "TrainingData"]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+__all__ = ["train_mask", "resume_state", "run_identity", "build_run", "restore", "train_steps", "finish_run",
+           "mask_step", "mask_optimiser", "CyclingSampler", "TrainingData"]
 
 
 class CyclingSampler:
@@ -136,53 +132,43 @@ class TrainingData:
 
 
 class TrainLog:
-    """The per-step CSV log; on resume, rows past the checkpoint are dropped."""
+    """The per-step CSV log, the run's labels as its leading columns (so the file says which run it is);
+    on resume, rows past the checkpoint are dropped."""
 
-    def __init__(self, path: Path, resume_step: int):
+    def __init__(self, path: Path, resume_step: int, labels: dict | None = None):
         self.path = path
+        self.labels = dict(labels or {})
+        columns = [*self.labels, *LOG_COLUMNS]
         rows = []
         if resume_step > 0 and path.exists():
             with path.open(newline="") as handle:
-                rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
+                rows = [{**row, **self.labels} for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
         with atomic_path(path) as tmp:
             with tmp.open("w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+                writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(rows)
         self.handle = path.open("a", newline="")
-        self.writer = csv.DictWriter(self.handle, fieldnames=LOG_COLUMNS)
+        self.writer = csv.DictWriter(self.handle, fieldnames=columns)
 
     def write(self, row: dict) -> None:
-        self.writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self.writer.writerow({**self.labels, **{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}})
         self.handle.flush()
 
     def close(self) -> None:
         self.handle.close()
 
 
-def _rng_state() -> dict:
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.PathLike,
                controllm: Sequence[str | os.PathLike], out_dir: str | os.PathLike, config: TrainConfig,
                seed: int = 42, controlkg_val: str | os.PathLike | None = None, device: str | None = None,
                progress: bool = True, restart_if_changed: bool = False, log_every: int = 100,
-               log_seconds: float = 60.0, prefix_store: str | os.PathLike | None = None) -> Path:
+               log_seconds: float = 60.0, prefix_store: str | os.PathLike | None = None,
+               labels: dict | None = None) -> Path:
     """Train (or resume, or recognise as finished) a mask; returns the path of the final mask file.
+
+    `labels`: which run this is (e.g. model, kg, variant; kcs.labels), written with `seed` and
+    `method: learned` into every mask of the run and as the leading columns of its log.
 
     `prefix_store`: a folder where the frozen prefix's hidden states are shared with the other
     runs and evaluations of the same model and data (kcs.prefix.PrefixStore; same numbers).
@@ -193,41 +179,136 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     A checkpoint made with other arguments is refused, or, with `restart_if_changed` (what a
     pipeline wants when its inputs changed), discarded with the rest of the run directory.
     """
-    out_dir = Path(out_dir)
-    final_mask = out_dir / "mask.safetensors"
-    ckpt_dir = out_dir / "checkpoints"
-    last_ckpt = ckpt_dir / "last.safetensors"
-    legacy_ckpt = ckpt_dir / "last.pt"  # earlier kcs pickled its checkpoints; never unpickled now
+    files = RunFiles(Path(out_dir))
+    if files.is_complete():
+        log.info("%s is complete; nothing to do", files.final_mask)
+        return files.final_mask
+    identity = run_identity(model, seed, config, targetkg, controlkg, controllm, controlkg_val)
+    resume = resume_state(files.root, identity, restart_if_changed)
+    run = build_run(model, seed, config, identity, targetkg, controlkg, controllm, controlkg_val, device, prefix_store)
+    run.labels = {**(labels or {}), "seed": seed, "method": "learned"}
+    if resume.checkpoint is not None:
+        restore(run, resume.checkpoint)
+        log.info("resuming %s from step %d", files.root, resume.step)
+    elapsed, step_times = train_steps(run, files, resume, progress=progress, log_every=log_every,
+                                      log_seconds=log_seconds)
+    return finish_run(run, files, elapsed, step_times)
+
+
+# -- the run directory and resuming -----------------------------------------------------------
+
+class RunFiles:
+    """The files of one run directory. A run is complete when it has both the final mask and run.json."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.final_mask = root / "mask.safetensors"
+        self.record = root / "run.json"
+        self.started = root / "run_started.json"  # a session in progress
+        self.log = root / "train_log.csv"
+        self.checkpoints = root / "checkpoints"
+        self.last_checkpoint = self.checkpoints / "last.safetensors"
+        self.legacy_checkpoint = self.checkpoints / "last.pt"  # earlier kcs pickled its checkpoints; never unpickled now
+
+    def is_complete(self) -> bool:
+        return self.final_mask.exists() and self.record.exists()
+
+
+def run_identity(model: str, seed: int, config: TrainConfig, targetkg: str | os.PathLike, controlkg: str | os.PathLike,
+                 controllm: Sequence[str | os.PathLike], controlkg_val: str | os.PathLike | None = None) -> dict:
+    """What makes two runs the same run: model, seed, config and the inputs' SHA-256 digests. A
+    checkpoint records it, and only a run with the same identity resumes from it."""
     inputs = {"targetkg": targetkg, "controlkg": controlkg, "controlkg_val": controlkg_val}
     fingerprint = {k: file_sha256(v) for k, v in inputs.items() if v is not None}
     fingerprint.update({f"controllm[{i}]": file_sha256(p) for i, p in enumerate(controllm)})
-    identity = {"model": str(model), "seed": seed, "config": config.to_dict(), "inputs": fingerprint}
+    return {"model": str(model), "seed": seed, "config": config.to_dict(), "inputs": fingerprint}
 
-    if final_mask.exists() and (out_dir / "run.json").exists():
-        log.info("%s is complete; nothing to do", final_mask)
-        return final_mask
 
-    resume = None
-    if legacy_ckpt.exists() and not restart_if_changed:
-        raise KcsError(f"{legacy_ckpt}: a pickled checkpoint, which kcs no longer loads (unpickling a file can run "
+@dataclass(frozen=True)
+class Resume:
+    """Where a run starts: step 0 with nothing to restore, or a checkpoint's step and state."""
+
+    step: int = 0
+    checkpoint: dict | None = None
+    elapsed_s: float = 0.0  # training time of the earlier sessions
+
+
+def resume_state(out_dir: str | os.PathLike, identity: dict, restart_if_changed: bool = False) -> Resume:
+    """Whether the run in `out_dir` (of `identity`, see `run_identity`) resumes, and from what.
+
+    No checkpoint: step 0. A checkpoint of the same run: its step and state. A checkpoint of another
+    run, a damaged one, or a pickled one of an earlier kcs: a KcsError, or with `restart_if_changed`
+    step 0, after deleting the directory's checkpoints, log and run_started.json.
+    """
+    files = RunFiles(Path(out_dir))
+    legacy = files.legacy_checkpoint
+    if legacy.exists() and not restart_if_changed:
+        raise KcsError(f"{legacy}: a pickled checkpoint, which kcs no longer loads (unpickling a file can run "
                        "code); delete it to start the run over, run with --restart-if-changed, or use a new --out")
-    if last_ckpt.exists() or legacy_ckpt.exists():
-        try:
-            if not last_ckpt.exists():
-                raise KcsError(f"{legacy_ckpt}: a pickled checkpoint, not loaded")
-            resume = load_checkpoint(last_ckpt)
-            _check_same_run(out_dir, resume["identity"], identity)
-        except KcsError as err:
-            if not restart_if_changed:
-                raise
-            log.warning("%s; starting over", err)
-            for stale in (ckpt_dir, out_dir / "train_log.csv", out_dir / "run_started.json"):
-                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
-            resume = None
+    if not (files.last_checkpoint.exists() or legacy.exists()):
+        return Resume()
+    try:
+        if not files.last_checkpoint.exists():
+            raise KcsError(f"{legacy}: a pickled checkpoint, not loaded")
+        checkpoint = load_checkpoint(files.last_checkpoint)
+        _check_same_run(files.root, checkpoint["identity"], identity)
+    except KcsError as err:
+        if not restart_if_changed:
+            raise
+        log.warning("%s; starting over", err)
+        for stale in (files.checkpoints, files.log, files.started):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+        return Resume()
+    return Resume(checkpoint["step"], checkpoint, checkpoint.get("elapsed_s", 0.0))
 
+
+def _check_same_run(out_dir: Path, saved: dict, current: dict) -> None:
+    for key in ("model", "seed", "inputs"):
+        if saved[key] != current[key]:
+            raise KcsError(
+                f"{out_dir}: its checkpoint was made with a different {key} ({saved[key]!r} vs now {current[key]!r}); "
+                "resume with the same arguments, or use a new --out directory"
+            )
+    for key, value in current["config"].items():
+        if saved["config"].get(key) != value:
+            raise KcsError(
+                f"{out_dir}: its checkpoint was made with config {key}={saved['config'].get(key)!r}, now {value!r}; "
+                "resume with the same config, or use a new --out directory"
+            )
+
+
+# -- building a run, and its checkpoint state ---------------------------------------------------
+
+@dataclass
+class MaskRun:
+    """What the step loop works on: the masked model, its optimiser, data samplers and data."""
+
+    model: str  # as given (hub id or folder): recorded in every mask file
+    seed: int
+    config: TrainConfig
+    identity: dict  # run_identity: saved in every checkpoint
+    lm: MaskedLM
+    optimiser: torch.optim.Optimizer
+    samplers: dict[str, CyclingSampler]
+    data: TrainingData
+    targetkg: KGEncoding  # validated on, besides the two below
+    controlkg_val: KGEncoding
+    val_text: torch.Tensor
+    blocks: list[int]
+    labels: dict = field(default_factory=dict)  # which run this is (kcs.labels): in every mask and log row
+
+    @property
+    def mask(self) -> WeightMask:
+        return self.lm.mask
+
+
+def build_run(model: str, seed: int, config: TrainConfig, identity: dict, targetkg: str | os.PathLike,
+              controlkg: str | os.PathLike, controllm: Sequence[str | os.PathLike],
+              controlkg_val: str | os.PathLike | None = None, device: str | None = None,
+              prefix_store: str | os.PathLike | None = None) -> MaskRun:
+    """Seed, load the model, make its mask (at init_p) and optimiser, read and encode the data, fill the caches."""
     seed_everything(seed)
     lm_model, tokenizer = load_model(model, device=device)
-    dev = next(lm_model.parameters()).device
     blocks = select_blocks(num_blocks(lm_model), config.top_k_blocks, config.block_range)
     mask = WeightMask.for_model(lm_model, blocks, config.granularity, config.init_p, config.temperature)
     lm = MaskedLM(lm_model, mask)
@@ -240,8 +321,7 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     control_enc = encode_verbalisations(control_facts, tokenizer, str(controlkg))
     val_enc = encode_verbalisations(val_facts, tokenizer, str(controlkg_val or controlkg))
     text = read_text_blocks(controllm, tokenizer, config.controllm_block_size, config.controllm_max_blocks)
-    n_val_blocks = min(config.eval_controllm_blocks, text.shape[0])
-    val_text = text[:n_val_blocks]
+    val_text = text[:min(config.eval_controllm_blocks, text.shape[0])]
 
     samplers = {
         "targetkg": CyclingSampler(len(target_enc), config.targetkg_batch_size, seed + 1),
@@ -251,107 +331,140 @@ def train_mask(model: str, targetkg: str | os.PathLike, controlkg: str | os.Path
     data = TrainingData.build(lm, config, target_enc, control_enc, text, val_enc,
                               PrefixStore(prefix_store) if prefix_store else None)
     log.info("caches: %s", data.cache_report())
+    return MaskRun(str(model), seed, config, identity, lm, optimiser, samplers, data, target_enc, val_enc, val_text,
+                   blocks)
 
-    start_step = 0
-    elapsed_before = 0.0
-    if resume is not None:
-        with torch.no_grad():
-            for logits, saved in zip(mask.logits, resume["logits"]):
-                logits.copy_(saved.to(dev))
-        optimiser.load_state_dict(resume["optimiser"])
-        for name, sampler in samplers.items():
-            sampler.load_state_dict(resume["samplers"][name])
-        _set_rng_state(resume["rng"])
-        start_step = resume["step"]
-        elapsed_before = resume.get("elapsed_s", 0.0)
-        log.info("resuming %s from step %d", out_dir, start_step)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir.mkdir(exist_ok=True)
-    train_log = TrainLog(out_dir / "train_log.csv", start_step)
-    started = provenance(config=config.to_dict(), seed=seed, model=str(model), inputs=fingerprint, status="running")
-    write_json(out_dir / "run_started.json", started)
+def checkpoint_state(run: MaskRun, step: int, elapsed_s: float) -> dict:
+    """Everything `restore` needs to go on after `step` exactly as an uninterrupted run would."""
+    return {
+        "step": step,
+        "logits": [logits.detach().cpu().clone() for logits in run.mask.logits],
+        "optimiser": run.optimiser.state_dict(),
+        "samplers": {name: s.state_dict() for name, s in run.samplers.items()},
+        "rng": rng_state(),
+        "identity": run.identity,
+        "elapsed_s": elapsed_s,
+    }
 
-    def checkpoint(step: int, elapsed: float) -> None:
-        state = {
-            "step": step,
-            "logits": [logits.detach().cpu().clone() for logits in mask.logits],
-            "optimiser": optimiser.state_dict(),
-            "samplers": {name: s.state_dict() for name, s in samplers.items()},
-            "rng": _rng_state(),
-            "identity": identity,
-            "elapsed_s": elapsed,
-        }
-        save_checkpoint(last_ckpt, state)
 
-    def keep_step_mask(step: int) -> None:
-        # written before the step's checkpoint: a resumed run has every step mask up to it (later
-        # ones are rewritten identically, the resumed steps being bit-identical)
-        save_mask(ckpt_dir / f"step-{step:06d}.safetensors", mask, base_model=str(model), binary=True,
-                  model_type=lm_model.config.model_type, step=str(step), sparsity=f"{mask.sparsity():.5f}",
-                  provenance=started)  # what trained it: a selected step mask says so like the final one
+def restore(run: MaskRun, checkpoint: dict) -> None:
+    """Put a checkpoint's logits, Adam moments, data order and RNG states back into a built run."""
+    with torch.no_grad():
+        for logits, saved in zip(run.mask.logits, checkpoint["logits"]):
+            logits.copy_(saved.to(logits.device))
+    run.optimiser.load_state_dict(checkpoint["optimiser"])
+    for name, sampler in run.samplers.items():
+        sampler.load_state_dict(checkpoint["samplers"][name])
+    set_rng_state(checkpoint["rng"])  # last: nothing above draws from the generators
 
-    def validate() -> dict:
-        lm.eval()
-        values = {
-            "val_targetkg_ppl": kg_statistics(lm, ["remaining"], target_enc, config.eval_batch_size,
-                                              data.prefix["targetkg"])["remaining"]["ppl"],
-            "val_controlkg_ppl": kg_statistics(lm, ["remaining"], val_enc, config.eval_batch_size,
-                                               data.prefix["controlkg_val"])["remaining"]["ppl"],
-            "val_controllm_ppl": lm_perplexity(lm, ["remaining"], val_text, config.eval_lm_batch_size,
-                                               data.prefix["controllm"])["remaining"],
-        }
-        lm.train()
-        return values
 
+# -- the step loop, and the end of a run ---------------------------------------------------------
+
+def train_steps(run: MaskRun, files: RunFiles, resume: Resume, *, progress: bool = True, log_every: int = 100,
+                log_seconds: float = 60.0) -> tuple[float, list[float]]:
+    """Steps resume.step + 1 .. config.steps, each logged, with validations, step masks and checkpoints.
+
+    Returns the training seconds of all sessions and this session's seconds per step.
+    """
+    config, out_dir = run.config, files.root
+    train_log, started = _open_session(run, files, resume.step)
     t0 = time.perf_counter()
-    lm.train()
-    bar = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps, disable=not progress,
-               desc=f"train {Path(out_dir).name}", dynamic_ncols=True)
-    progress_log = ProgressLog(log, f"train {out_dir.name}", config.steps, log_every, log_seconds, start=start_step)
+    run.lm.train()
+    bar = tqdm(range(resume.step, config.steps), initial=resume.step, total=config.steps, disable=not progress,
+               desc=f"train {out_dir.name}", dynamic_ncols=True)
+    progress_log = ProgressLog(log, f"train {out_dir.name}", config.steps, log_every, log_seconds, start=resume.step)
     step_times = []
     for step_index in bar:
         step = step_index + 1
         t_step = time.perf_counter()
-        lr, lam_reg, terms, sparsity_term, total = mask_step(lm, optimiser, config, samplers, data, step_index)
+        lr, lam_reg, terms, sparsity_term, total = mask_step(run.lm, run.optimiser, config, run.samplers, run.data,
+                                                             step_index)
         step_times.append(time.perf_counter() - t_step)
-        if not math.isfinite(float(total.detach())):
-            raise KcsError(f"{out_dir}: the loss became {float(total.detach())} at step {step} (terms: "
-                           + ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in terms.items())
-                           + "); the run diverged: lower lr or check the inputs (no mask was written)")
-
-        row = {
-            "step": step, "lr": lr, "lambda_reg": lam_reg, "loss": float(total.detach()),
-            "loss_targetkg": _value(terms, "targetkg"), "loss_controlkg": _value(terms, "controlkg"),
-            "loss_controllm": _value(terms, "controllm"), "loss_expression": _value(terms, "expression"),
-            "loss_sparsity": float(sparsity_term.detach()), "sparsity": mask.sparsity(),
-        }
+        row = _log_row(out_dir, step, lr, lam_reg, terms, sparsity_term, total, run.mask)
         if step == 1 or step % config.validate_every == 0 or step == config.steps:
-            row.update(validate())
+            row.update(_validate(run))
         train_log.write(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", tkg=f"{row['loss_targetkg']:.3f}", sparsity=f"{row['sparsity']:.4f}")
         progress_log.update(step, **{k: v for k, v in row.items() if k not in ("step", "lr")})
         last = step == config.steps
         if config.keep_step_masks and (step % (config.step_mask_every or config.checkpoint_every) == 0 or last):
-            keep_step_mask(step)
+            _keep_step_mask(run, files, step, started)
         if step % config.checkpoint_every == 0 or last:
-            checkpoint(step, elapsed_before + time.perf_counter() - t0)
+            save_checkpoint(files.last_checkpoint, checkpoint_state(run, step, resume.elapsed_s + time.perf_counter() - t0))
     bar.close()
     train_log.close()
+    return resume.elapsed_s + time.perf_counter() - t0, step_times
 
-    elapsed = elapsed_before + time.perf_counter() - t0
-    record = provenance(config=config.to_dict(), seed=seed, model=str(model), inputs=fingerprint,
-                        blocks=blocks, granularity=config.granularity, steps=config.steps,
-                        elapsed_s=elapsed,
+
+def _open_session(run: MaskRun, files: RunFiles, start_step: int) -> tuple[TrainLog, dict]:
+    """Make the run directory, open its log at `start_step` and record the session (run_started.json)."""
+    files.root.mkdir(parents=True, exist_ok=True)
+    files.checkpoints.mkdir(exist_ok=True)
+    train_log = TrainLog(files.log, start_step, run.labels)
+    started = provenance(config=run.config.to_dict(), seed=run.seed, model=run.model, inputs=run.identity["inputs"],
+                         status="running")
+    write_json(files.started, started)
+    return train_log, started
+
+
+def _log_row(out_dir: Path, step: int, lr: float, lam_reg: float, terms: dict[str, torch.Tensor],
+             sparsity_term: torch.Tensor, total: torch.Tensor, mask: WeightMask) -> dict:
+    """The step's log row; a loss that is not finite stops the run before anything is written."""
+    if not math.isfinite(float(total.detach())):
+        raise KcsError(f"{out_dir}: the loss became {float(total.detach())} at step {step} (terms: "
+                       + ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in terms.items())
+                       + "); the run diverged: lower lr or check the inputs (no mask was written)")
+    return {
+        "step": step, "lr": lr, "lambda_reg": lam_reg, "loss": float(total.detach()),
+        "loss_targetkg": _value(terms, "targetkg"), "loss_controlkg": _value(terms, "controlkg"),
+        "loss_controllm": _value(terms, "controllm"), "loss_expression": _value(terms, "expression"),
+        "loss_sparsity": float(sparsity_term.detach()), "sparsity": mask.sparsity(),
+    }
+
+
+def _validate(run: MaskRun) -> dict:
+    """Remaining-model perplexities on the TargetKG and the validation ControlKG and ControlLM."""
+    lm, config, prefix = run.lm, run.config, run.data.prefix
+    lm.eval()
+    values = {
+        "val_targetkg_ppl": kg_statistics(lm, ["remaining"], run.targetkg, config.eval_batch_size,
+                                          prefix["targetkg"])["remaining"]["ppl"],
+        "val_controlkg_ppl": kg_statistics(lm, ["remaining"], run.controlkg_val, config.eval_batch_size,
+                                           prefix["controlkg_val"])["remaining"]["ppl"],
+        "val_controllm_ppl": lm_perplexity(lm, ["remaining"], run.val_text, config.eval_lm_batch_size,
+                                           prefix["controllm"])["remaining"],
+    }
+    lm.train()
+    return values
+
+
+def _keep_step_mask(run: MaskRun, files: RunFiles, step: int, started: dict) -> None:
+    # written before the step's checkpoint: a resumed run has every step mask up to it (later
+    # ones are rewritten identically, the resumed steps being bit-identical)
+    mask = run.mask
+    save_mask(files.checkpoints / f"step-{step:06d}.safetensors", mask, base_model=run.model, binary=True, labels=run.labels,
+              model_type=run.lm.model.config.model_type, step=str(step), sparsity=f"{mask.sparsity():.5f}",
+              provenance=started)  # what trained it: a selected step mask says so like the final one
+
+
+def finish_run(run: MaskRun, files: RunFiles, elapsed_s: float, step_times: list[float]) -> Path:
+    """Write the final mask and run.json (the one place the final mask is written; the run is then
+    complete) and drop the resume state; returns the final mask's path."""
+    config, mask = run.config, run.mask
+    record = provenance(config=config.to_dict(), seed=run.seed, model=run.model, inputs=run.identity["inputs"],
+                        blocks=run.blocks, granularity=config.granularity, steps=config.steps,
+                        elapsed_s=elapsed_s,
                         seconds_per_step_this_session=(sum(step_times) / len(step_times)) if step_times else None,
-                        final_sparsity=mask.sparsity(), device=str(dev), caches=data.cache_report())
-    save_mask(final_mask, mask, base_model=str(model), model_type=lm_model.config.model_type, provenance=record)
-    write_json(out_dir / "run.json", record, finite=True)
+                        final_sparsity=mask.sparsity(), device=str(run.lm.device), caches=run.data.cache_report())
+    save_mask(files.final_mask, mask, base_model=run.model, model_type=run.lm.model.config.model_type,
+              provenance=record, labels=run.labels)
+    write_json(files.record, record, finite=True)
     # the run is complete (mask.safetensors + run.json): its resume state (logits and two Adam
     # moments, 3x the mask) is dead weight, ~570 GB over the paper's grid
-    last_ckpt.unlink(missing_ok=True)
-    (out_dir / "run_started.json").unlink(missing_ok=True)
-    return final_mask
+    files.last_checkpoint.unlink(missing_ok=True)
+    files.started.unlink(missing_ok=True)
+    return files.final_mask
 
 
 def mask_optimiser(mask: WeightMask, lr: float) -> torch.optim.Adam:
@@ -410,21 +523,6 @@ def _loss_terms(lm: MaskedLM, config: TrainConfig, samplers: dict, data: Trainin
         terms["controllm"] = config.lambda_controllm * objectives.maintenance_kl(
             lm.head(hidden), hidden, expected.flatten(0, 1), offset.flatten())
     return terms
-
-
-def _check_same_run(out_dir: Path, saved: dict, current: dict) -> None:
-    for key in ("model", "seed", "inputs"):
-        if saved[key] != current[key]:
-            raise KcsError(
-                f"{out_dir}: its checkpoint was made with a different {key} ({saved[key]!r} vs now {current[key]!r}); "
-                "resume with the same arguments, or use a new --out directory"
-            )
-    for key, value in current["config"].items():
-        if saved["config"].get(key) != value:
-            raise KcsError(
-                f"{out_dir}: its checkpoint was made with config {key}={saved['config'].get(key)!r}, now {value!r}; "
-                "resume with the same config, or use a new --out directory"
-            )
 
 
 def _value(terms: dict[str, torch.Tensor], name: str) -> float:

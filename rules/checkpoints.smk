@@ -9,14 +9,14 @@ rule evaluate_steps:
     input:
         unpack(get_steps_data),
         model=get_model_dir,
-        config=EVAL_CONFIG,
-        mask=MASK,
+        config=PATHS.eval_config,
+        mask=PATHS.mask,
     output:
-        STEPS,
+        PATHS.steps,
     log:
         f"{LOGS}/evaluate_steps/{{model}}/{{kg}}/{{variant}}/seed{{seed}}.log",
     benchmark:
-        f"{BENCHMARKS}/evaluate_steps/{{model}}/{{kg}}.{{variant}}.seed{{seed}}.tsv"
+        BENCHMARK("evaluate_steps")
     conda:
         "../envs/kcs.yaml"
     threads: get_model_threads
@@ -25,7 +25,7 @@ rule evaluate_steps:
         runtime=get_model_runtime,
     params:
         step_masks=get_step_masks_glob,
-        labels=get_steps_labels,
+        labels=get_labels,
         prefix_store=get_prefix_store_arg,
     shell:
         "kcs evaluate-steps --model {input.model} --targetkg {input.targetkg} --controlkg {input.controlkg}"
@@ -36,16 +36,15 @@ rule evaluate_steps:
 
 rule select_checkpoint:
     input:
-        STEPS,
+        steps=PATHS.steps,
+        settings=settings_file("select_checkpoint", "selection"),
     output:
-        mask=SELECTED_MASK,
-        record=SELECTION_RECORD,
+        mask=PATHS.selected_mask,
+        record=PATHS.selection_record,
     log:
         f"{LOGS}/select_checkpoint/{{model}}/{{kg}}/{{variant}}/seed{{seed}}.log",
     localrule: True
     conda:
         "../envs/kcs.yaml"
-    params:
-        rule=get_selection_args,
     shell:
-        "kcs select-checkpoint --steps {input} {params.rule} --out {output.mask} --record {output.record} > {log} 2>&1"
+        "kcs select-checkpoint --steps {input.steps} --config {input.settings} --out {output.mask} --record {output.record} > {log} 2>&1"

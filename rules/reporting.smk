@@ -1,6 +1,7 @@
 # Tables (CSV, Markdown, LaTeX) and figures for people, all in the Snakemake report
-# (`snakemake --report report.html`). Each calls `kcs report ...`; the file-name patterns of
-# rules/common.smk tell it which model, TargetKG, variant, seed and method a file belongs to.
+# (`snakemake --report report.html`). Each calls `kcs report ...`, which reads the model, TargetKG,
+# variant, seed and method of each result from its content (its labels); only Snakemake's
+# benchmark files are labelled by their path pattern.
 
 
 rule collect_runs:
@@ -18,10 +19,8 @@ rule collect_runs:
     localrule: True
     conda:
         "../envs/kcs.yaml"
-    params:
-        layout=layout(METRICS),
     shell:
-        "kcs report collect --layout '{params.layout}' --out {output} {input} > {log} 2>&1"
+        "kcs report collect --out {output} {input} > {log} 2>&1"
 
 
 rule main_table:
@@ -116,7 +115,7 @@ rule compute_cost_table:
     conda:
         "../envs/kcs.yaml"
     params:
-        layout=layout(BENCHMARK_LAYOUT),
+        layout=get_benchmark_layout,
         models=get_model_order(),
     shell:
         "kcs report compute-cost --layout '{params.layout}' --model-order {params.models}"
@@ -140,10 +139,9 @@ rule density_figure:
     conda:
         "../envs/kcs.yaml"
     params:
-        layout=layout(LEARNED_MASK),
         models=get_model_order(),
     shell:
-        "kcs report density --layout '{params.layout}' --model-order {params.models}"
+        "kcs report density --model-order {params.models}"
         " --out {output.figure} --csv {output.csv} {input} > {log} 2>&1"
 
 
@@ -184,10 +182,9 @@ rule curves_figure:
     conda:
         "../envs/kcs.yaml"
     params:
-        layout=layout(CURVES),
         models=get_model_order(),
     shell:
-        "kcs report curves --layout '{params.layout}' --model-order {params.models} --out {output} {input} > {log} 2>&1"
+        "kcs report curves --model-order {params.models} --out {output} {input} > {log} 2>&1"
 
 
 rule overlap_figure:
@@ -207,10 +204,9 @@ rule overlap_figure:
     conda:
         "../envs/kcs.yaml"
     params:
-        layout=layout(LEARNED_MASK),
         models=get_model_order(),
     shell:
-        "kcs report overlap --mask-layout '{params.layout}' --model-order {params.models}"
+        "kcs report overlap --model-order {params.models}"
         " --out {output.figure} --csv {output.csv} {input} > {log} 2>&1"
 
 
@@ -224,10 +220,8 @@ rule collect_combined:
     localrule: True
     conda:
         "../envs/kcs.yaml"
-    params:
-        layout=layout(COMBINED_METRICS),
     shell:
-        "kcs report collect --layout '{params.layout}' --out {output} {input} > {log} 2>&1"
+        "kcs report collect --out {output} {input} > {log} 2>&1"
 
 
 rule combined_table:
@@ -352,13 +346,10 @@ rule structure_figure:
     conda:
         "../envs/kcs.yaml"
     params:
-        learned=layout(LEARNED_MASK),
-        random=layout(RANDOM_MASK),
         models=get_structure_model_args,
         order=get_model_order(),
     shell:
-        "kcs report structure --learned-layout '{params.learned}' --random-layout '{params.random}'"
-        " {params.models} --model-order {params.order} --out {output.figure} --csv {output.heads}"
+        "kcs report structure {params.models} --model-order {params.order} --out {output.figure} --csv {output.heads}"
         " --neuron-csv {output.neurons} --mask-csv {output.masks} --summary-csv {output.csv}"
         " --summary-markdown {output.markdown} --summary-latex {output.latex}"
         " {input.learned} {input.random} > {log} 2>&1"

@@ -1,38 +1,22 @@
 # Mask training: one knowledge-critical subnetwork per (model, TargetKG, variant, seed).
 
 
-rule train_config:
-    # The hyper-parameters of one (model, variant) as a kcs YAML file; rewritten (and the runs
-    # redone) only when the values change.
-    output:
-        TRAIN_CONFIG,
-    log:
-        f"{LOGS}/train_config/{{model}}/{{variant}}.log",
-    localrule: True
-    conda:
-        "../envs/kcs.yaml"
-    params:
-        values=get_train_config_values,
-    script:
-        "../workflow_scripts/write_yaml.py"
-
-
 rule train_mask:
-    # `kcs train` resumes from RUN_DIR/checkpoints/last.safetensors: a killed, preempted or timed-out job
+    # `kcs train` resumes from <run dir>/checkpoints/last.safetensors: a killed, preempted or timed-out job
     # continues where it stopped on the retry; if the inputs changed (--restart-if-changed), the
     # run starts over. Only mask.safetensors (written last) and a copy of the log are outputs, so
     # Snakemake never deletes the checkpoints of a failed attempt.
     input:
         unpack(get_training_data),
         model=get_model_dir,
-        config=TRAIN_CONFIG,
+        config=PATHS.train_config,
     output:
-        mask=learned_mask_output(MASK),
-        curves=CURVES,
+        mask=learned_mask_output(PATHS.mask),
+        curves=PATHS.curves,
     log:
         f"{LOGS}/train_mask/{{model}}/{{kg}}/{{variant}}/seed{{seed}}.log",
     benchmark:
-        f"{BENCHMARKS}/train_mask/{{model}}/{{kg}}.{{variant}}.seed{{seed}}.tsv"
+        BENCHMARK("train_mask")
     conda:
         "../envs/kcs.yaml"
     threads: get_model_threads
@@ -41,12 +25,13 @@ rule train_mask:
         mem_mb=get_train_mem_mb,
         runtime=get_train_runtime,
     params:
-        run_dir=RUN_DIR,
+        run_dir=PATHS.run_dir,
         prefix_store=get_prefix_store_arg,
+        labels=get_labels,
     shell:
         "kcs train --model {input.model} --targetkg {input.targetkg} --controlkg {input.controlkg}"
         " --controlkg-val {input.controlkg_val} --controllm {input.controllm} --config {input.config}{params.prefix_store}"
-        " --seed {wildcards.seed} --out {params.run_dir} --no-progress --restart-if-changed > {log} 2>&1"
+        " --seed {wildcards.seed} {params.labels} --out {params.run_dir} --no-progress --restart-if-changed > {log} 2>&1"
         " && cp {params.run_dir}/train_log.csv {output.curves}"
 
 
@@ -56,11 +41,11 @@ rule random_mask:
     input:
         LEARNED_MASK,
     output:
-        random_or_temp(RANDOM_MASK),
+        random_or_temp(PATHS.random_mask),
     log:
         f"{LOGS}/random_mask/{{model}}/{{kg}}/{{variant}}/seed{{seed}}/{{method}}.log",
     benchmark:
-        f"{BENCHMARKS}/random_mask/{{model}}/{{kg}}.{{variant}}.seed{{seed}}.{{method}}.tsv"
+        BENCHMARK("random_mask")
     wildcard_constraints:
         method=r"random(-[0-9]+)?",
     conda:
@@ -77,11 +62,11 @@ rule overlap_seeds:
     input:
         get_seed_masks,
     output:
-        OVERLAP_SEEDS,
+        PATHS.overlap_seeds,
     log:
         f"{LOGS}/overlap/{{model}}/seeds/{{kg}}.log",
     benchmark:
-        f"{BENCHMARKS}/overlap/{{model}}/seeds.{{kg}}.tsv"
+        BENCHMARK("overlap_seeds")
     conda:
         "../envs/kcs.yaml"
     resources:
@@ -94,11 +79,11 @@ rule overlap_kgs:
     input:
         get_kg_masks,
     output:
-        OVERLAP_KGS,
+        PATHS.overlap_kgs,
     log:
         f"{LOGS}/overlap/{{model}}/kgs/seed{{seed}}.log",
     benchmark:
-        f"{BENCHMARKS}/overlap/{{model}}/kgs.seed{{seed}}.tsv"
+        BENCHMARK("overlap_kgs")
     conda:
         "../envs/kcs.yaml"
     resources:

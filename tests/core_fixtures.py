@@ -32,7 +32,7 @@ def make_text(path: Path, lines: int = 300, seed: int = 0) -> Path:
 
 def make_tiny_model(folder: Path, family: str, text: Path, layers: int = 2, width: int = 32, vocab: int = 320):
     """A randomly initialised model with a byte-level BPE tokenizer trained on `text`, saved as a folder."""
-    from kcs.commands.tiny_model import build_model, train_bpe_tokenizer
+    from kcs.tiny_models import build_model, train_bpe_tokenizer
 
     tokenizer = train_bpe_tokenizer([text], vocab)
     model = build_model(family, len(tokenizer), layers, width, 4, 128, tokenizer.eos_token_id, seed=0)

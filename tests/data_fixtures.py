@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import http.server
 import threading
 from pathlib import Path
@@ -69,7 +70,7 @@ def wordnet_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def wn():
-    from kcs.data.wordnet import load_wordnet
+    from kcs.data.wordnet_install import load_wordnet
 
     return load_wordnet(_wordnet_dir())
 
@@ -97,17 +98,30 @@ def tiny_model_folder(tmp_path_factory):
 class _Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
     truncated: set[str] = set()
+    headers_sent: dict[str, str] = {}
     requests: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        self.requests.append(self.path)
+    def _send_head(self) -> bytes | None:
         body = self.files.get(self.path)
         if body is None:
             self.send_error(404, "not found")
-            return
+            return None
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')  # as the hub does for its large files
+        for name, value in self.headers_sent.items():
+            self.send_header(name, value)
         self.end_headers()
+        return body
+
+    def do_HEAD(self) -> None:  # noqa: N802 (http.server's name); huggingface_hub asks for the metadata first
+        self._send_head()
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.requests.append(self.path)
+        body = self._send_head()
+        if body is None:
+            return
         if self.path in self.truncated:
             # Announce the whole body, send half of it, hang up: an interrupted download.
             self.wfile.write(body[: len(body) // 2])
@@ -121,10 +135,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class FixtureServer:
-    """An HTTP server on 127.0.0.1 serving `files` (path -> bytes); paths in `truncated` break off."""
+    """An HTTP server on 127.0.0.1 serving `files` (path -> bytes); paths in `truncated` break off.
 
-    def __init__(self, files: dict[str, bytes], truncated: set[str] = frozenset()):
-        handler = type("Handler", (_Handler,), {"files": dict(files), "truncated": set(truncated), "requests": []})
+    Every answer carries an ETag (the body's SHA-256) and the extra `headers`."""
+
+    def __init__(self, files: dict[str, bytes], truncated: set[str] = frozenset(), headers: dict[str, str] | None = None):
+        handler = type("Handler", (_Handler,), {"files": dict(files), "truncated": set(truncated),
+                                                "headers_sent": dict(headers or {}), "requests": []})
         self.handler = handler
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
@@ -150,9 +167,20 @@ class FixtureServer:
 
 
 @contextlib.contextmanager
-def serve(files: dict[str, bytes], truncated: set[str] = frozenset()) -> Iterator[FixtureServer]:
-    with FixtureServer(files, truncated) as server:
+def serve(files: dict[str, bytes], truncated: set[str] = frozenset(),
+          headers: dict[str, str] | None = None) -> Iterator[FixtureServer]:
+    with FixtureServer(files, truncated, headers) as server:
         yield server
+
+
+# A Hugging Face hub stand-in: huggingface_hub fetches a dataset file from
+# /datasets/{repo}/resolve/{revision}/{filename}, first with HEAD, and requires the commit the
+# revision resolved to (X-Repo-Commit) and an ETag; the fixture server sends both.
+HUB_HEADERS = {"X-Repo-Commit": "5e1f" * 10}
+
+
+def hub_path(repo_id: str, filename: str, revision: str = "main") -> str:
+    return f"/datasets/{repo_id}/resolve/{revision}/{filename}"
 
 
 def run_cli(*argv: str) -> int:

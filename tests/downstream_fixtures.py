@@ -22,7 +22,7 @@ SMOKE_CONFIG = FIXTURES / "smoke_finetune.yaml"
 @functools.lru_cache(maxsize=1)
 def tokenizer():
     """A byte-level BPE trained on the fixture questions (kcs tiny-model's own trainer)."""
-    from kcs.commands.tiny_model import train_bpe_tokenizer
+    from kcs.tiny_models import train_bpe_tokenizer
 
     texts = [CSQA_LOCAL / "train_rand_split.jsonl", CSQA_LOCAL / "dev_rand_split.jsonl"]
     tok = train_bpe_tokenizer(texts, vocab_size=400)
@@ -31,7 +31,7 @@ def tokenizer():
 
 
 def tiny_model(family: str = "gpt2", seed: int = 0):
-    from kcs.commands.tiny_model import build_model
+    from kcs.tiny_models import build_model
 
     tok = tokenizer()
     model = build_model(family, len(tok), layers=2, width=32, heads=2, positions=128,

@@ -7,11 +7,12 @@ import sys
 import pytest
 import torch
 
-from kcs.baselines import combine, draw_seed, jaccard, random_like
 from kcs.errors import KcsError
+from kcs.mask_algebra import combine, jaccard
 from kcs.maskfile import load_mask, save_mask
 from kcs.masking import WeightMask
 from kcs.models import load_model, num_blocks, select_blocks
+from kcs.random_baseline import draw_seed, random_like
 
 from core_fixtures import ANIMALS, KINDS, fact, write_jsonl
 

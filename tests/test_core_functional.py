@@ -10,17 +10,17 @@ import random
 import pytest
 import torch
 
-from kcs.baselines import random_like
 from kcs.config import TrainConfig
 from kcs.evaluation import evaluate_mask
 from kcs.maskfile import save_mask
+from kcs.random_baseline import random_like
 from kcs.training import train_mask
 
 from core_fixtures import ANIMALS, FILLER, KINDS, fact, write_jsonl
 
 
 def _teach(folder, sentences, text_lines):
-    from kcs.commands.tiny_model import build_model, train_bpe_tokenizer
+    from kcs.tiny_models import build_model, train_bpe_tokenizer
 
     corpus = folder.parent / "corpus.txt"
     corpus.write_text("".join(s + "\n" for s in sentences + text_lines))

@@ -130,7 +130,7 @@ def test_cli_evaluate_select_and_plot(run, tiny_gpt2_dir, tiny_data, tmp_path, c
     assert main(list(map(str, ["evaluate-steps", *data, *labels, "--out", steps_json, "--csv", tmp_path / "steps.csv",
                                *run["steps"]]))) == 0
     steps = json.loads(steps_json.read_text())
-    assert steps["kind"] == "steps" and steps["labels"] == {"model": "tiny", "kg": "animals", "seed": "7"}
+    assert steps["kind"] == "steps" and steps["labels"] == {"model": "tiny", "kg": "animals", "seed": 7}
     assert [row["step"] for row in steps["rows"]] == [2, 4, 6, 8]
     assert set(steps["full"]) == {"targetkg_ppl", "controlkg_ppl", "controllm_ppl"}
     assert steps["provenance"]["inputs"]["eval_batch_size"] == 3

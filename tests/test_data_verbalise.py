@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from kcs.data import paper
+from kcs.data.scoring import sentence_perplexities
 from kcs.data.templates import candidates_for, expand, indefinite_article, is_plural, load_templates
 from kcs.data.triplets import Triplet
-from kcs.data.verbalize import verbalise
+from kcs.data.verbalise import verbalise
 from kcs.errors import KcsError
 from kcs.kg import read_kg
-from kcs.scoring import sentence_perplexities
 
 from data_fixtures import WORDNET_ROOTS, run_cli
 

@@ -1,4 +1,5 @@
-"""WordNet 3.0 (the real database installed under resources/): install, lookup, sampling, ControlKG."""
+"""WordNet 3.0 (the real database installed under resources/): install (wordnet_install), lookup, sampling,
+ControlKG (wordnet)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kcs.data import wordnet as wordnet_mod
+from kcs.data import wordnet_install
 from kcs.errors import KcsError
 
 from data_fixtures import PAPER_DATA, WORDNET_ROOTS, leftovers, run_cli
@@ -19,7 +21,7 @@ LEXNAMES_MAN = Path("/usr/share/man/man5/lexnames.5WN.gz")
 
 def test_the_installed_wordnet_is_version_3_0(wn, wordnet_dir):
     assert wn.get_version() == "3.0"
-    assert wordnet_mod.count_synsets(wordnet_dir / "corpora" / "wordnet") == wordnet_mod.WORDNET30_NOUN_SYNSETS
+    assert wordnet_install.count_synsets(wordnet_dir / "corpora" / "wordnet") == wordnet_install.WORDNET30_NOUN_SYNSETS
     assert sorted(s.name() for s in wn.synset("dog.n.01").hypernyms()) == ["canine.n.02", "domestic_animal.n.01"]
     lexnames = (wordnet_dir / "corpora" / "wordnet" / "lexnames").read_text().splitlines()
     assert len(lexnames) == 45 and lexnames[3] == "03\tnoun.Tops\t1" and lexnames[44] == "44\tadj.ppl\t3"
@@ -27,7 +29,7 @@ def test_the_installed_wordnet_is_version_3_0(wn, wordnet_dir):
 
 @pytest.mark.skipif(not LEXNAMES_MAN.is_file(), reason="Debian's lexnames.5WN man page is not installed")
 def test_lexnames_are_parsed_from_the_debian_man_page():
-    rows = wordnet_mod.parse_lexnames_man(wordnet_mod.read_lexnames_man(LEXNAMES_MAN))
+    rows = wordnet_install.parse_lexnames_man(wordnet_install.read_lexnames_man(LEXNAMES_MAN))
     assert len(rows) == 45
     assert rows[18] == (18, "noun.person", 1)  # the man page pads this row with spaces
     assert rows[29] == (29, "verb.body", 2) and rows[2] == (2, "adv.all", 4)
@@ -36,7 +38,7 @@ def test_lexnames_are_parsed_from_the_debian_man_page():
 def test_a_truncated_lexnames_table_is_refused():
     text = "".join(f"{i:02d}\tnoun.x{i}\tnouns\n" for i in range(10))
     with pytest.raises(KcsError, match="expected 45"):
-        wordnet_mod.parse_lexnames_man(text)
+        wordnet_install.parse_lexnames_man(text)
 
 
 @pytest.mark.skipif(not (DEBIAN_WORDNET / "data.noun").is_file(), reason="Debian wordnet-base is not installed")
@@ -45,9 +47,9 @@ def test_install_from_debian_folder_is_idempotent_and_loadable(tmp_path):
     assert target == 0
     corpus = tmp_path / "corpora" / "wordnet"
     stamp = (corpus / "lexnames").stat().st_mtime_ns
-    assert wordnet_mod.install_from_directory(DEBIAN_WORDNET, tmp_path) == corpus
+    assert wordnet_install.install_from_directory(DEBIAN_WORDNET, tmp_path) == corpus
     assert (corpus / "lexnames").stat().st_mtime_ns == stamp  # second run kept the install
-    assert wordnet_mod.load_wordnet(tmp_path).synset("building.n.01").lemmas()[0].name() == "building"
+    assert wordnet_install.load_wordnet(tmp_path).synset("building.n.01").lemmas()[0].name() == "building"
 
 
 def test_install_from_a_folder_that_is_not_wordnet_leaves_nothing(tmp_path):
@@ -55,7 +57,7 @@ def test_install_from_a_folder_that_is_not_wordnet_leaves_nothing(tmp_path):
     source.mkdir()
     (source / "data.noun").write_text("x")
     with pytest.raises(KcsError, match="not a WordNet database folder.*install_wordnet.sh"):
-        wordnet_mod.install_from_directory(source, tmp_path / "nltk_data")
+        wordnet_install.install_from_directory(source, tmp_path / "nltk_data")
     assert leftovers(tmp_path / "nltk_data") == []
 
 
@@ -63,16 +65,16 @@ def test_missing_wordnet_names_both_ways_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("KCS_RESOURCES", str(tmp_path))
     monkeypatch.delenv("NLTK_DATA", raising=False)
     with pytest.raises(KcsError) as err:
-        wordnet_mod.find_wordnet()
+        wordnet_install.find_wordnet()
     assert "scripts/install_wordnet.sh" in str(err.value) and "nltk.download('wordnet')" in str(err.value)
     with pytest.raises(KcsError, match="no WordNet here"):
-        wordnet_mod.find_wordnet(tmp_path)
+        wordnet_install.find_wordnet(tmp_path)
 
 
 def test_nltk_data_env_is_honoured(wordnet_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("KCS_RESOURCES", str(tmp_path))  # the default location is empty
     monkeypatch.setenv("NLTK_DATA", str(wordnet_dir))
-    assert wordnet_mod.find_wordnet() == wordnet_dir
+    assert wordnet_install.find_wordnet() == wordnet_dir
 
 
 def test_unknown_synset_lists_near_matches(wn):

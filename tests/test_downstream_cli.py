@@ -118,7 +118,7 @@ def test_build_mc_task_writes_a_task_that_finetune_reads(setup, tmp_path):
     from kcs.data.paths import package_resource
 
     try:
-        from kcs.data.wordnet import find_wordnet
+        from kcs.data.wordnet_install import find_wordnet
 
         find_wordnet()
     except Exception as err:  # noqa: BLE001 - KcsError when WordNet is not installed

@@ -16,7 +16,7 @@ LOCATION = package_resource("paper_kgs", "wordnet", "location.n.01.gpt2.jsonl")
 
 @functools.lru_cache(maxsize=1)
 def _wordnet():
-    from kcs.data.wordnet import load_wordnet
+    from kcs.data.wordnet_install import load_wordnet
 
     try:
         return load_wordnet()

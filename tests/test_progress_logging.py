@@ -141,15 +141,15 @@ def test_resumed_training_logs_from_the_resume_step(monkeypatch, tiny_gpt2_dir, 
 
 
 def test_verbalisation_logs_sentences_scored(tiny_model, caplog):
+    from kcs.data.scoring import sentence_perplexities
     from kcs.data.triplets import Triplet
-    from kcs.data.verbalize import choose_best, plan
-    from kcs.scoring import sentence_perplexities
+    from kcs.data.verbalise import choose_best, plan
 
     model, tokenizer = tiny_model
     prepared = plan([Triplet("fish", "AtLocation", "aquarium"), Triplet("waves", "CausesDesire", "surf")])
     unique = list(dict.fromkeys(c.sentence for group in prepared.candidates for c in group))
     unhooked = dict(zip(unique, sentence_perplexities(model, tokenizer, unique, batch_size=4)))
-    with caplog.at_level(logging.INFO, logger="kcs.data.verbalize"):
+    with caplog.at_level(logging.INFO, logger="kcs.data.verbalise"):
         facts = choose_best(prepared, model, tokenizer, batch_size=4, log_every=8, log_seconds=0)
     steps = logged_steps(caplog, "verbalise 2 facts", "sentences")
     total = len(unique)

@@ -32,7 +32,7 @@ def metrics(target: float, paraphrase: tuple[float, float] | None = None, remove
 def write(root: Path, layout: str, data: dict, **labels) -> Path:
     path = root / layout.format(**labels)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps({"labels": labels, **data}))  # as kcs evaluate writes them
     return path
 
 
@@ -46,7 +46,7 @@ def test_combined_table_per_model_combination_and_method(tmp_path, monkeypatch):
                                combination=combination, method="learned"))
             files.append(write(Path("."), COMBINED, metrics(10.5), model="m", kg=kg, combination=combination,
                                method="random"))
-    table = combined_table(collect_metrics([str(f) for f in files], COMBINED)).frame
+    table = combined_table(collect_metrics([str(f) for f in files])).frame
     # the paper's order (union, intersection, majority), whatever order the files came in
     assert list(zip(table["combination"], table["method"])) == [("union", "learned"), ("union", "random"),
                                                                 ("intersection", "learned"), ("intersection", "random")]
@@ -60,7 +60,7 @@ def test_random_draws_are_one_method_with_a_draw_column(tmp_path, monkeypatch):
     files = [write(Path("."), METRICS, metrics(11.0 + i), model="m", kg="a", variant="default", seed=1, method=method)
              for i, method in enumerate(("random", "random-2", "random-3"))]
     files.append(write(Path("."), METRICS, metrics(50.0), model="m", kg="a", variant="default", seed=1, method="learned"))
-    runs = collect_metrics([str(f) for f in files], METRICS)
+    runs = collect_metrics([str(f) for f in files])
     assert sorted(runs["method"].unique()) == ["learned", "random"]
     assert sorted(runs.loc[runs["method"] == "random", "draw"]) == [1, 2, 3]
     assert runs.loc[runs["method"] == "learned", "draw"].isna().all()
@@ -74,12 +74,12 @@ def test_paraphrase_table_compares_the_training_sentence_with_its_paraphrases(tm
                    method="random"),
              # a KG of the authors' sentences: no paraphrases, left out of the table
              write(Path("."), METRICS, metrics(50.0), model="m", kg="plain", variant="default", seed=1, method="learned")]
-    table = paraphrase_table(collect_metrics([str(f) for f in files], METRICS)).frame
+    table = paraphrase_table(collect_metrics([str(f) for f in files])).frame
     assert list(table["kg"]) == ["para", "para"]
     learned = table[table["method"] == "learned"].iloc[0]
     assert learned["targetkg_relative_delta_ppl_mean"] == pytest.approx(4.0)
     assert learned["targetkg_paraphrase_relative_delta_ppl_mean"] == pytest.approx(2.0)
-    only_plain = collect_metrics([str(files[2])], METRICS)
+    only_plain = collect_metrics([str(files[2])])
     with pytest.raises(KcsError, match="paraphrases"):
         paraphrase_table(only_plain)
 
@@ -88,7 +88,7 @@ def test_report_commands_write_the_tables_and_figures(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     files = [write(Path("."), COMBINED, metrics(30.0), model="m", kg="a", combination="majority", method=method)
              for method in ("learned", "random")]
-    assert main(["report", "collect", "--layout", COMBINED, "--out", "combined_runs.csv", *map(str, files)]) == 0
+    assert main(["report", "collect", "--out", "combined_runs.csv", *map(str, files)]) == 0
     assert main(["report", "combined-table", "--runs", "combined_runs.csv", "--markdown", "c.md"]) == 0
     assert "Majority" in Path("c.md").read_text()
     assert main(["report", "combined-figure", "--runs", "combined_runs.csv", "--out", "c.png"]) == 0

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from kcs.cli import main as kcs_main
-from kcs.commands.tiny_model import build_model
 from kcs.errors import KcsError
 from kcs.maskfile import save_mask
 from kcs.masking import WeightMask
 from kcs.reporting.structure import head_counts, head_table, mask_summary, neuron_table, query_head_density, read_members
+from kcs.tiny_models import build_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HEADS, HEAD_DIM, WIDTH = 4, 4, 16  # the tiny models: 4 heads of 4; Llama has 2 key/value heads
@@ -27,7 +27,7 @@ def tiny(family: str):
 
 
 def mask_file(path: Path, family: str, chosen: dict[str, Callable], granularity: str = "weight",
-              binary: bool = False) -> WeightMask:
+              binary: bool = False, labels: dict | None = None) -> WeightMask:
     """A mask of blocks 2-3 whose subnetwork is empty except where `chosen[name](member)` sets it."""
     model = tiny(family)
     mask = WeightMask.for_model(model, [2, 3], granularity)
@@ -36,7 +36,7 @@ def mask_file(path: Path, family: str, chosen: dict[str, Callable], granularity:
         choose(members[name])
     mask.load_binary(members)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_mask(path, mask, base_model="tiny", model_type=model.config.model_type, binary=binary)
+    save_mask(path, mask, base_model="tiny", model_type=model.config.model_type, binary=binary, labels=labels)
     return mask
 
 
@@ -172,17 +172,18 @@ def pipeline_files(tmp_path, monkeypatch) -> tuple[list[str], list[str]]:
         for seed in (1, 2):
             fields = {"model": model, "kg": "building", "variant": "default", "seed": seed}
             learned, random = Path(LEARNED.format(**fields)), Path(RANDOM.format(**fields))
-            mask_file(learned, family, {query.format(b): head0 for b in (2, 3)})
+            mask_file(learned, family, {query.format(b): head0 for b in (2, 3)}, labels={**fields, "method": "learned"})
             mask = WeightMask.for_model(tiny(family), [2, 3])
-            mask_file(random, family, {name: random_choice(seed + i) for i, name in enumerate(mask.names)}, binary=True)
+            mask_file(random, family, {name: random_choice(seed + i) for i, name in enumerate(mask.names)}, binary=True,
+                      labels={**fields, "method": "random"})
             files += [learned.as_posix(), random.as_posix()]
     return files, models
 
 
 def test_cli_writes_figure_and_tables(pipeline_files, tmp_path):
     files, models = pipeline_files
-    args = ["report", "structure", "--learned-layout", LEARNED, "--random-layout", RANDOM, *models,
-            "--model-order", "tiny-llama,tiny-gpt2", "--out", "fig/structure.png", "--csv", "fig/heads.csv",
+    args = ["report", "structure", *models, "--model-order", "tiny-llama,tiny-gpt2", "--out", "fig/structure.png",
+            "--csv", "fig/heads.csv",
             "--neuron-csv", "fig/neurons.csv", "--mask-csv", "fig/masks.csv", "--summary-csv", "fig/summary.csv",
             "--summary-markdown", "fig/summary.md", *files]
     assert kcs_main(args) == 0
@@ -211,17 +212,17 @@ def test_cli_writes_figure_and_tables(pipeline_files, tmp_path):
     assert "Dead MLP neurons" in Path("fig/summary.md").read_text()
 
 
-@pytest.mark.parametrize("case", ["no layout fits", "no head count", "heads do not divide", "not a mask"])
+@pytest.mark.parametrize("case", ["no labels", "no head count", "heads do not divide", "not a mask"])
 def test_cli_bad_input_is_one_line_naming_the_file(pipeline_files, case, capsys):
     files, models = pipeline_files
     bad = files[0]
-    if case == "no layout fits":
+    if case == "no labels":
         bad = "elsewhere/mask.safetensors"
+        mask_file(Path(bad), "gpt2", {})
     if case == "not a mask":
         Path(files[0]).write_bytes(b"not safetensors")
     heads = {"no head count": [], "heads do not divide": ["--heads", "3"]}.get(case, models)
-    args = ["report", "structure", "--learned-layout", LEARNED, "--random-layout", RANDOM, *heads,
-            "--out", "s.png", bad]
+    args = ["report", "structure", *heads, "--out", "s.png", bad]
     assert kcs_main(args) == 2
     err = capsys.readouterr().err
     assert bad in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

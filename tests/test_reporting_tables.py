@@ -30,7 +30,8 @@ def metrics(sparsity: float, target: tuple[float, float], control: tuple[float, 
 def write_run(root: Path, model: str, kg: str, variant: str, seed: int, method: str, data: dict) -> Path:
     path = root / f"res/metrics/{model}/{kg}/{variant}/seed{seed}/{method}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
+    labels = {"model": model, "kg": kg, "variant": variant, "seed": seed, "method": method}
+    path.write_text(json.dumps({"labels": labels, **data}))
     return path
 
 
@@ -50,10 +51,11 @@ def runs(tmp_path, monkeypatch) -> pd.DataFrame:
     for seed in (84, 1318):
         files.append(write_run(Path("."), "small", "building", "no_controllm", seed, "learned",
                                metrics(0.95, (10, 90), (20, 25), (30, 60))))
-    return collect_metrics([f.as_posix() for f in files], LAYOUT)
+    return collect_metrics([f.as_posix() for f in files])
 
 
 def test_layout_parses_fields_and_names_misfits():
+    # only Snakemake's benchmark files are labelled by their path
     assert parse_path(LAYOUT, "res/metrics/gpt2/building.n.01/default/seed84/learned.json") == {
         "model": "gpt2", "kg": "building.n.01", "variant": "default", "seed": "84", "method": "learned"}
     assert pattern_regex("a/{x}/{x}.txt").match("a/1/1.txt") and not pattern_regex("a/{x}/{x}.txt").match("a/1/2.txt")
@@ -65,6 +67,18 @@ def test_collect_labels_rows_and_types(runs):
     assert len(runs) == 18
     assert runs["seed"].dtype.kind == "i"
     assert {"targetkg_ppl_full", "controllm_relative_delta_ppl", "sparsity"} <= set(runs.columns)
+
+
+def test_collect_reads_the_labels_from_the_content_not_the_path(tmp_path):
+    moved = tmp_path / "anywhere.json"
+    data = metrics(0.98, (10, 40), (20, 20.5), (30, 30.3))
+    moved.write_text(json.dumps({"labels": {"model": "gpt2", "kg": "fruit", "seed": 7, "method": "random-3"}, **data}))
+    row = collect_metrics([moved]).iloc[0]
+    assert (row["model"], row["kg"], row["seed"], row["method"], row["draw"]) == ("gpt2", "fruit", 7, "random", 3)
+    unlabelled = tmp_path / "unlabelled.json"
+    unlabelled.write_text(json.dumps(data))
+    with pytest.raises(KcsError, match=r"unlabelled\.json: no label 'model', 'method'.*--label"):
+        collect_metrics([unlabelled])
 
 
 def test_main_table_means_stds_and_order(runs):
@@ -137,7 +151,7 @@ def test_controlkg_test_split_is_its_own_dataset_when_the_metrics_have_it(runs, 
         data["controlkg_test"] = dict(data["controlkg"], ppl_full=held_out[0], ppl_remaining=held_out[1],
                                       delta_ppl=held_out[1] - held_out[0], relative_delta_ppl=held_out[1] / held_out[0] - 1)
         files.append(write_run(tmp_path / "t", "small", "building", "default", seed, "learned", data).as_posix())
-    tested = collect_metrics(files, str(tmp_path / "t" / LAYOUT))
+    tested = collect_metrics(files)
     assert tested["controlkg_test_ppl_remaining"].tolist() == [24.0, 26.0]
     summary = main_table(tested)
     row = summary.frame.iloc[0]
@@ -154,10 +168,10 @@ def test_metrics_file_errors_name_the_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bad = write_run(Path("."), "m", "k", "default", 1, "learned", {"sparsity": 0.9})
     with pytest.raises(KcsError, match=r"seed1/learned\.json: no 'targetkg' section"):
-        collect_metrics([bad.as_posix()], LAYOUT)
+        collect_metrics([bad.as_posix()])
     bad.write_text("{not json")
     with pytest.raises(KcsError, match=r"learned\.json: not valid JSON"):
-        collect_metrics([bad.as_posix()], LAYOUT)
+        collect_metrics([bad.as_posix()])
 
 
 BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"

@@ -219,9 +219,9 @@ def test_demo_dry_run(tmp_path):
     assert len(evaluations) == counts["evaluate_mask"] + counts["evaluate_full"] + counts["evaluate_combined_mask"]
     assert all(f"--controlkg-test {test_file}" in command for command in evaluations)
     [sampling] = [c for c in _shell_commands(result.stdout, "kcs data wordnet-controlkg") if "--out-test" in c]
-    sizes = config["controlkgs"][0]["wordnet"]
-    expected = f"--train-size {sizes['train_size']} --val-size {sizes['val_size']} --seed {sizes['seed']} --test-size 200"
-    assert expected in sampling and "--out-train" not in sampling
+    # its own settings file (with test_size), so adding a test split leaves the training splits as they are
+    assert "--config results/demo/config/wordnet_controlkg_test/wordnet.yaml" in sampling
+    assert "--out-train" not in sampling
     training = _shell_commands(result.stdout, "kcs train")
     assert training and not [c for c in training if "test.jsonl" in c]  # training never reads it
 

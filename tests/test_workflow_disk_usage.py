@@ -31,7 +31,7 @@ def test_gpt2_small_is_counted_exactly_without_its_weights():
 
 
 def test_a_tiny_model_entry_has_the_shape_of_kcs_tiny_model(tmp_path):
-    from kcs.commands.tiny_model import build_model
+    from kcs.tiny_models import build_model
 
     entry = {"name": "t", "tiny": {"family": "llama", "layers": 2, "width": 32, "heads": 2, "vocab_size": 500}}
     built = build_model("llama", 500, 2, 32, 2, 512, 0, 0)

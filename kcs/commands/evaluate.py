@@ -1,11 +1,10 @@
 """`kcs evaluate` and `kcs evaluate-full`: perplexity, rank and log-probability metrics."""
 
-import json
-from pathlib import Path
 
 from kcs.commands import add_prefix_store_argument
 from kcs.config import EvalConfig
 from kcs.errors import KcsError
+from kcs.labels import add_label_option, parse_labels
 
 # The datasets of the printed summary line (controlkg_test only when --controlkg-test is given).
 SUMMARY = (("targetkg", "TargetKG"), ("controlkg", "ControlKG"), ("controlkg_test", "ControlKG (test)"),
@@ -24,6 +23,7 @@ def _common(p) -> None:
     p.add_argument("--config", help="YAML of kcs.config.EvalConfig keys (eval_batch_size, eval_lm_batch_size, "
                                           "controllm_block_size)")
     p.add_argument("--device", default="auto")
+    add_label_option(p)
 
 
 def register(subparsers) -> None:
@@ -42,22 +42,21 @@ def register(subparsers) -> None:
 def run_evaluate(args) -> int:
     from kcs.atomic import write_json
     from kcs.evaluation import evaluate_mask
+    from kcs.maskfile import read_labels
+    from kcs.readers import read_json
 
     config = EvalConfig.from_yaml(args.config)
     full = None
     if args.full_metrics:
-        path = Path(args.full_metrics)
-        if not path.is_file():
-            raise KcsError(f"{path}: full-model metrics file not found (make it with `kcs evaluate-full`)")
-        try:
-            full = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise KcsError(f"{path}: not a JSON metrics file ({err}); give the output of `kcs evaluate-full`") from None
-        if not isinstance(full, dict) or full.get("kind") != "full" or "raw" not in full:
+        path = args.full_metrics
+        full = read_json(path, "`kcs evaluate-full` metrics file", made_by="kcs evaluate-full")
+        if full.get("kind") != "full" or "raw" not in full:
             raise KcsError(f"{path}: not a `kcs evaluate-full` metrics file (no kind 'full' with raw metrics); "
                            "make it with `kcs evaluate-full`")
     result = evaluate_mask(args.model, args.mask, args.targetkg, args.controlkg, args.controllm, config, full, args.device,
                            controlkg_test=args.controlkg_test, prefix_store=args.prefix_store)
+    # the mask's labels (which run it is), with any given here on top
+    result = {"labels": read_labels(args.mask) | parse_labels(args.label), **result}
     write_json(args.out, result, finite=True)
     print(f"sparsity {result['sparsity']:.4f}  " + "  ".join(
         f"{label} ppl {result[key]['ppl_full']:.2f} -> {result[key]['ppl_remaining']:.2f}"
@@ -72,6 +71,7 @@ def run_full(args) -> int:
     config = EvalConfig.from_yaml(args.config)
     result = evaluate_full_model(args.model, args.targetkg, args.controlkg, args.controllm, config, args.device,
                                  controlkg_test=args.controlkg_test)
+    result = {"labels": parse_labels(args.label), **result}
     write_json(args.out, result, finite=True)
     print("full model: " + "  ".join(f"{label} ppl {result['raw'][key]['ppl']:.2f}"
                                      for key, label in SUMMARY if key in result["raw"]))

@@ -18,8 +18,10 @@ import logging
 import typing
 from pathlib import Path
 
+from kcs.commands import settings_option
 from kcs.config import FinetuneConfig
 from kcs.errors import KcsError
+from kcs.labels import add_label_option, parse_labels
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-before", action="store_true", help="skip the zero-shot evaluation before finetuning")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--out", required=True, help="result JSON")
+    add_label_option(p)
     p.set_defaults(func=run_finetune)
 
     p = subparsers.add_parser(
@@ -82,6 +85,7 @@ def register(subparsers) -> None:
                    help="WordNet KG files (synset-id heads and tails) whose facts become linked validation questions")
     p.add_argument("--out", required=True, help="task folder to write")
     p.add_argument("--train-size", type=int, default=300, help="training questions (default 300)")
+    settings_option(p)
     p.add_argument("--validation-size", type=int, default=150,
                    help="validation questions besides the linked ones (default 150)")
     p.add_argument("--choices", type=int, default=5, help="choices per question (default 5)")
@@ -113,7 +117,7 @@ def _removal(args, model) -> tuple[dict | None, str, dict]:
     info = {"mask": str(source), "mask_sha256": file_sha256(source), "sparsity": mask.sparsity()}
     if args.removal_mask:
         return mask.binary(), "remaining", {"kind": "mask", **info}
-    from kcs.baselines import random_like
+    from kcs.random_baseline import random_like
 
     seed = args.seed if args.random_seed is None else args.random_seed
     randomised = random_like(mask, seed)
@@ -128,7 +132,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     from kcs.downstream.mcqa import load_task
     from kcs.models import load_model, model_name
     from kcs.provenance import file_sha256, provenance
-    from kcs.training import seed_everything
+    from kcs.seeding import seed_everything
 
     config = load_config(args.config, {"style": args.style, "epochs": args.epochs, "max_steps": args.max_steps})
     if args.task is None and (args.train is None or args.validation is None):
@@ -143,7 +147,10 @@ def run_finetune(args: argparse.Namespace) -> int:
     result = run_experiment(model, tokenizer, task, removed_facts, config=config, control_facts=control_facts,
                             removed=removed, seed=args.seed, start=args.start or start, experiment=experiment,
                             evaluate_before=not args.no_before)
-    result["model"] = model_name(args.model)
+    # which run this is: the pipeline gives its names (--label), else they come from the arguments
+    labels = {"experiment": experiment, "model": model_name(args.model), "seed": args.seed, "start": result["start"]}
+    result["labels"] = labels | parse_labels(args.label)
+    result["model"] = result["labels"]["model"]
     result["removal"].update(removal_info)
     inputs = {"train": task.sources["train"], "validation": task.sources["validation"],
               **{f"linked_kg[{i}]": p for i, p in enumerate(args.linked_kg)},
@@ -161,8 +168,9 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 def run_summary(args: argparse.Namespace) -> int:
     from kcs.atomic import write_json, write_text
-    from kcs.downstream.summary import figure, load_results, markdown, summarise, table_rows, write_csv
+    from kcs.downstream.summary import load_results, summarise
     from kcs.provenance import provenance
+    from kcs.reporting.downstream import figure, markdown, table_rows, write_csv
 
     if not any((args.csv, args.markdown, args.figure, args.json)):
         raise KcsError("nothing to write: give at least one of --csv, --markdown, --figure, --json")
@@ -182,7 +190,7 @@ def run_summary(args: argparse.Namespace) -> int:
 
 
 def run_build_task(args: argparse.Namespace) -> int:
-    from kcs.data.wordnet import find_wordnet, load_wordnet
+    from kcs.data.wordnet_install import find_wordnet, load_wordnet
     from kcs.downstream.wordnet_task import PROMPT_TEMPLATE, build_task, write_task
     from kcs.provenance import file_sha256, provenance
 

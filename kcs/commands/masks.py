@@ -34,26 +34,33 @@ def _meta(mask) -> dict:
 
 
 def run_random(args) -> int:
-    from kcs.baselines import random_like
-    from kcs.maskfile import load_mask, save_mask
+    from kcs.grid import random_method
+    from kcs.maskfile import load_mask, read_labels, save_mask
     from kcs.provenance import provenance
+    from kcs.random_baseline import random_like
 
     mask = load_mask(args.like)
     randomised = random_like(mask, args.seed, args.draw)
-    save_mask(args.out, randomised, **_meta(mask), binary=True, kind="random", like=str(args.like),
+    # the labels of the mask it matches, as the random draw of that run
+    labels = read_labels(args.like) | {"method": random_method(args.draw)}
+    save_mask(args.out, randomised, **_meta(mask), labels=labels, binary=True, kind="random", like=str(args.like),
               provenance=provenance(seed=args.seed, draw=args.draw, model=mask.metadata["base_model"], like=str(args.like)))
     print(f"{args.out}: sparsity {randomised.sparsity():.5f} (matches {mask.sparsity():.5f})")
     return 0
 
 
 def run_combine(args) -> int:
-    from kcs.baselines import combine
-    from kcs.maskfile import load_mask, save_mask
+    from kcs.grid import LEARNED
+    from kcs.labels import common_labels
+    from kcs.mask_algebra import combine
+    from kcs.maskfile import load_mask, read_labels, save_mask
     from kcs.provenance import provenance
 
     masks = [load_mask(path) for path in args.masks]
     combined = combine(masks, args.how)
-    save_mask(args.out, combined, **_meta(masks[0]), binary=True, kind=f"combined-{args.how}",
+    # what the masks share (model, TargetKG; not their seeds), as one learned subnetwork
+    labels = common_labels([read_labels(path) for path in args.masks]) | {"combination": args.how, "method": LEARNED}
+    save_mask(args.out, combined, **_meta(masks[0]), labels=labels, binary=True, kind=f"combined-{args.how}",
               provenance=provenance(model=masks[0].metadata["base_model"], sources=args.masks, how=args.how))
     print(f"{args.out}: sparsity {combined.sparsity():.5f}")
     return 0
@@ -61,13 +68,14 @@ def run_combine(args) -> int:
 
 def run_overlap(args) -> int:
     from kcs.atomic import write_json
-    from kcs.baselines import jaccard
-    from kcs.maskfile import load_mask
+    from kcs.mask_algebra import jaccard
+    from kcs.maskfile import load_mask, read_labels
     from kcs.provenance import provenance
 
     masks = {path: load_mask(path) for path in args.masks}
     pairs = [{"a": a, "b": b, "jaccard": jaccard(masks[a], masks[b])} for a, b in itertools.combinations(args.masks, 2)]
-    write_json(args.out, {"pairs": pairs, "sparsity": {p: m.sparsity() for p, m in masks.items()},
+    write_json(args.out, {"pairs": pairs, "labels": {path: read_labels(path) for path in args.masks},
+                          "sparsity": {p: m.sparsity() for p, m in masks.items()},
                           "provenance": provenance(sources=args.masks)})
     return 0
 

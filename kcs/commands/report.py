@@ -1,19 +1,19 @@
 """`kcs report ...`: the paper's tables (CSV, Markdown, LaTeX) and figures from result files.
 
-Files are labelled by a layout pattern with `{field}` placeholders, e.g.
-`--layout 'results/demo/metrics/{model}/{kg}/{variant}/seed{seed}/{method}.json'`.
+Result files name their run in their content (labels: model, kg, variant, seed, method, ...). Only
+Snakemake's benchmark files, which carry none, are labelled by a path pattern (--layout).
 
-  kcs report collect --layout P --out runs.csv METRICS.json ...   # one row per evaluation
+  kcs report collect --out runs.csv METRICS.json ...   # one row per evaluation
   kcs report main-table --runs runs.csv --csv T.csv --markdown T.md --latex T.tex
   kcs report kg-table | ablation-table --runs runs.csv --csv ... --markdown ... --latex ...
   kcs report compute-cost --layout 'results/demo/benchmarks/{rule}/{model}/{job}.tsv' --csv ... BENCH.tsv ...
-  kcs report density --layout P --out density.png [--csv density.csv] MASK.safetensors ...
+  kcs report density --out density.png [--csv density.csv] MASK.safetensors ...
   kcs report delta-figure --runs runs.csv --out delta.png
   kcs report combined-table --runs combined_runs.csv --csv ... | combined-figure --runs combined_runs.csv --out F.png
   kcs report paraphrase-table --runs runs.csv --csv ... | paraphrase-figure --runs runs.csv --out F.png
-  kcs report curves --layout P --out curves.png train_log.csv ...
-  kcs report overlap --mask-layout P --out overlap.png [--csv overlap.csv] OVERLAP.json ...
-  kcs report structure --learned-layout P --random-layout Q --model NAME=DIR --out structure.png MASK ...
+  kcs report curves --out curves.png train_log.csv ...
+  kcs report overlap --out overlap.png [--csv overlap.csv] OVERLAP.json ...
+  kcs report structure --model NAME=DIR --out structure.png MASK ...
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def run_collect(args) -> int:
     from kcs.atomic import write_text
     from kcs.reporting.collect import collect_metrics
 
-    runs = collect_metrics(args.files, args.layout)
+    runs = collect_metrics(args.files)
     write_text(args.out, runs.to_csv(index=False, float_format="%.8g"))
     return 0
 
@@ -83,7 +83,7 @@ def run_density(args) -> int:
     from kcs.reporting.figures import density_figure
     from kcs.reporting.masks import collect_densities
 
-    densities = collect_densities(args.files, args.layout)
+    densities = collect_densities(args.files)
     density_figure(densities, args.out, _order(args.model_order))
     if args.csv:
         write_text(args.csv, densities.to_csv(index=False, float_format="%.6g"))
@@ -141,9 +141,8 @@ def run_paraphrase_figure(args) -> int:
 
 def run_curves(args) -> int:
     from kcs.reporting.figures import curves_figure, read_train_logs
-    from kcs.reporting.layout import parse_paths
 
-    logs = read_train_logs(args.files, parse_paths(args.layout, args.files))
+    logs = read_train_logs(args.files)
     curves_figure(logs, args.out, _order(args.model_order))
     return 0
 
@@ -153,7 +152,7 @@ def run_overlap(args) -> int:
     from kcs.reporting.figures import overlap_figure
     from kcs.reporting.overlap import overlap_matrices, overlap_summary, read_overlaps
 
-    summary = overlap_summary(read_overlaps(args.files, args.mask_layout))
+    summary = overlap_summary(read_overlaps(args.files))
     overlap_figure(overlap_matrices(summary, _order(args.model_order)), args.out,
                    "Overlap of knowledge-critical subnetworks (Jaccard)")
     if args.csv:
@@ -167,10 +166,6 @@ def run_structure(args) -> int:
     from kcs.reporting.formats import write_summary
     from kcs.reporting.structure import collect_structure, head_counts, structure_figure, structure_summary
 
-    layouts = {method: pattern for method, pattern in (("learned", args.learned_layout), ("random", args.random_layout))
-               if pattern}
-    if not layouts:
-        raise KcsError("give --learned-layout and/or --random-layout")
     bad_kv_heads = args.kv_heads is not None and (args.kv_heads < 1 or not args.heads)
     if (args.heads is not None and args.heads < 1) or bad_kv_heads:
         raise KcsError("--heads must be >= 1, and --kv-heads (>= 1) needs --heads")
@@ -189,7 +184,7 @@ def run_structure(args) -> int:
             return args.heads, args.kv_heads
         raise KcsError(f"{path}: no head count for model '{model}': give --model {model}=DIR or --heads N")
 
-    heads, neurons, summary = collect_structure(args.files, layouts, heads_for)
+    heads, neurons, summary = collect_structure(args.files, heads_for)
     structure_figure(heads, summary, args.out, _order(args.model_order))
     for path, table in ((args.csv, heads), (args.neuron_csv, neurons), (args.mask_csv, summary)):
         if path:
@@ -215,8 +210,6 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="report_command", metavar="WHAT", required=True)
 
     p = sub.add_parser("collect", help="metrics JSON files -> one CSV row per evaluation")
-    p.add_argument("--layout", required=True, help="path pattern naming the fields, "
-                                                   "e.g. .../{model}/{kg}/seed{seed}/{method}.json")
     p.add_argument("--out", required=True, help="CSV to write")
     p.add_argument("files", nargs="+", metavar="METRICS")
     p.set_defaults(func=run_collect)
@@ -245,7 +238,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_compute_cost)
 
     p = sub.add_parser("density", help="figure: subnetwork density per layer and module type")
-    p.add_argument("--layout", required=True, help="mask path pattern with a {model} field")
     p.add_argument("--out", required=True, help="figure file (.png, .pdf, .svg)")
     p.add_argument("--csv", help="also write the densities per mask, block and module")
     p.add_argument("--model-order")
@@ -253,7 +245,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_density)
 
     p = sub.add_parser("combined-table", help="seed-combined subnetworks (union / intersection / majority) vs random")
-    p.add_argument("--runs", required=True, help="`kcs report collect` CSV of the combined metrics ({combination} field)")
+    p.add_argument("--runs", required=True, help="`kcs report collect` CSV of the combined metrics (combination label)")
     _table_outputs(p)
     p.set_defaults(func=run_combined_table)
 
@@ -271,14 +263,12 @@ def register(subparsers) -> None:
     _runs_figure(sub, "delta-figure", "figure: perplexity change, learned vs random subnetworks", run_delta_figure)
 
     p = sub.add_parser("curves", help="figure: training losses and sparsity against the step")
-    p.add_argument("--layout", required=True, help="training-log path pattern with a {model} field")
     p.add_argument("--out", required=True)
     p.add_argument("--model-order")
     p.add_argument("files", nargs="+", metavar="TRAIN_LOG")
     p.set_defaults(func=run_curves)
 
     p = sub.add_parser("overlap", help="figure: Jaccard overlap between seeds and between TargetKGs")
-    p.add_argument("--mask-layout", required=True, help="the mask path pattern the overlap files name")
     p.add_argument("--out", required=True)
     p.add_argument("--csv", help="also write the mean overlap per model and pair")
     p.add_argument("--model-order")
@@ -286,10 +276,8 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_overlap)
 
     p = sub.add_parser("structure", help="figure, tables: density per attention head, dead neurons, attention vs MLP")
-    p.add_argument("--learned-layout", help="path pattern (with a {model} field) of the learned masks")
-    p.add_argument("--random-layout", help="path pattern (with a {model} field) of the random masks")
     p.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
-                   help="model folder of a {model} value, for its head counts (config.json); repeatable")
+                   help="model folder of a model label, for its head counts (config.json); repeatable")
     p.add_argument("--heads", type=int, help="attention heads, for models not given with --model")
     p.add_argument("--kv-heads", type=int, help="key/value heads (GQA) with --heads (default: from the shapes)")
     p.add_argument("--out", required=True, help="figure file (.png, .pdf, .svg)")
@@ -300,5 +288,5 @@ def register(subparsers) -> None:
     p.add_argument("--summary-markdown")
     p.add_argument("--summary-latex")
     p.add_argument("--model-order")
-    p.add_argument("files", nargs="+", metavar="MASK", help="learned and random mask files, each fitting one layout")
+    p.add_argument("files", nargs="+", metavar="MASK", help="learned and random mask files (their labels say which)")
     p.set_defaults(func=run_structure)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kcs.commands import add_prefix_store_argument
+from kcs.commands import add_prefix_store_argument, settings_option
+from kcs.labels import add_label_option, parse_labels
 
 
 def register(subparsers) -> None:
@@ -27,8 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--config", help="YAML with eval_batch_size, eval_lm_batch_size, controllm_block_size, prefix_cache_mb")
     p.add_argument("--out", required=True, help="steps JSON to write")
     p.add_argument("--csv", help="also write the rows as CSV")
-    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
-                   help="a label stored in the file (repeatable; steps-figure groups by model and kg)")
+    add_label_option(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     add_prefix_store_argument(p)
@@ -37,6 +37,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("select-checkpoint", help="pick one step mask by a stated rule", description=__doc__)
     p.add_argument("--steps", required=True, help="a `kcs evaluate-steps` file")
     p.add_argument("--rule", required=True, choices=["final", "best"])
+    settings_option(p)
     p.add_argument("--max-controlkg-increase", type=float, default=0.10, help="relative: 0.1 = +10 %% (rule best)")
     p.add_argument("--max-controllm-increase", type=float, default=0.05, help="relative: 0.05 = +5 %% (rule best)")
     p.add_argument("--min-sparsity", type=float, default=0.0, help="in [0, 1] (rule best)")
@@ -50,18 +51,6 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="figure (PNG)")
     p.add_argument("--csv", help="all rows of all files as one CSV")
     p.set_defaults(func=run_figure)
-
-
-def _labels(items: list[str]) -> dict[str, str]:
-    from kcs.errors import KcsError
-
-    labels = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise KcsError(f"--label {item!r}: expected KEY=VALUE, e.g. --label model=gpt2")
-        labels[key] = value
-    return labels
 
 
 def _write_csv(path, frame) -> None:
@@ -79,7 +68,7 @@ def run_evaluate_steps(args) -> int:
     from kcs.provenance import provenance
     from kcs.step_evaluation import evaluate_steps
 
-    labels = _labels(args.label)
+    labels = parse_labels(args.label)
     config = TrainConfig.from_yaml(args.config)
     rows = evaluate_steps(args.model, args.masks, args.targetkg, args.controlkg, args.controllm, config, args.device,
                           progress=not args.no_progress, prefix_store=args.prefix_store)

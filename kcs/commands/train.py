@@ -2,6 +2,7 @@
 
 from kcs.commands import add_prefix_store_argument
 from kcs.config import TrainConfig
+from kcs.labels import add_label_option, parse_labels
 
 
 def register(subparsers) -> None:
@@ -26,6 +27,7 @@ def register(subparsers) -> None:
                    help="if RUN_DIR's checkpoint came from other arguments, discard it and start over "
                         "(default: refuse)")
     add_prefix_store_argument(p)
+    add_label_option(p)
     p.set_defaults(func=run)
 
 
@@ -36,6 +38,7 @@ def run(args) -> int:
     path = train_mask(args.model, args.targetkg, args.controlkg, args.controllm, args.out, config,
                       seed=args.seed, controlkg_val=args.controlkg_val, device=args.device,
                       progress=not args.no_progress, restart_if_changed=args.restart_if_changed,
-                      log_every=args.log_every, log_seconds=args.log_seconds, prefix_store=args.prefix_store)
+                      log_every=args.log_every, log_seconds=args.log_seconds, prefix_store=args.prefix_store,
+                      labels=parse_labels(args.label))
     print(path)
     return 0

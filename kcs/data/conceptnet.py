@@ -2,9 +2,9 @@
 
 The paper's ConceptNet TargetKGs (fruit, sun, swimming) are neighbourhoods of a focus concept in
 the LAMA ConceptNet subset (docs/method.md 3.2). `download_lama` fetches LAMA's `data.zip`
-(https://dl.fbaipublicfiles.com/LAMA/data.zip; `--url` or `KCS_LAMA_URL` for a mirror) with kcs's
-verified downloader, pinned through the lock file (no checksum is published; see
-`kcs.data.download`), and keeps only `ConceptNet/test.jsonl` under the destination folder.
+(https://dl.fbaipublicfiles.com/LAMA/data.zip; `--url` or `KCS_LAMA_URL` for a mirror) with pooch,
+pinned through the lock file (no checksum is published; see `kcs.data.download`), and keeps only
+`ConceptNet/test.jsonl` under the destination folder.
 
 `read_lama` reads LAMA rows (`sub`/`sub_label`, `pred`, `obj`/`obj_label`, `uuid`) as triplets;
 repeated (sub, pred, obj) rows are merged (LAMA lists some facts more than once).
@@ -31,7 +31,7 @@ from kcs.data.download import download_pinned
 from kcs.data.paths import resources_dir
 from kcs.data.triplets import Triplet
 from kcs.errors import KcsError
-from kcs.kg import iter_json_lines
+from kcs.readers import iter_json_lines
 
 log = logging.getLogger(__name__)
 

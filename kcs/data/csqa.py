@@ -15,8 +15,8 @@ A folder is searched for `<split>.jsonl`, the original file names, then parquet 
 
 Getting it: online through `datasets` (`load_csqa_hub`) or `download_csqa`, which fetches the
 original files (https://s3.amazonaws.com/commensenseqa/..., `--base-url` or `KCS_CSQA_BASE_URL`
-for a mirror) with the verified, lock-pinned downloader. Offline: local files in one of the
-layouts above. The paper's CSQA TargetKGs tie each fact to a question id (`question_id`).
+for a mirror) with pooch, each pinned in the lock file (`kcs.data.download`). Offline: local files
+in one of the layouts above. The paper's CSQA TargetKGs tie each fact to a question id (`question_id`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kcs.atomic import atomic_dir
-from kcs.data.download import download_pinned, join_url
+from kcs.data.download import download_pinned
 from kcs.data.paths import resources_dir
 from kcs.errors import KcsError
 
@@ -170,6 +170,6 @@ def download_csqa(dest: str | os.PathLike | None = None, *, base_url: str | None
         os.chmod(tmp, 0o755)
         for split, name in ORIGINAL_FILES.items():
             # A file kcs cannot read is neither installed nor pinned.
-            download_pinned(f"commonsenseqa/{name}", join_url(base_url, name), tmp / name, lock=lock,
+            download_pinned(f"commonsenseqa/{name}", f"{base_url.rstrip('/')}/{name}", tmp / name, lock=lock,
                             validate=lambda path, split=split: read_csqa(path, split))
     return dest

@@ -16,7 +16,7 @@ first sound, or nothing), `{the}` an optional "the", `{a/the}` either or nothing
 singular|plural form chosen by the head's number. A singular head is offered with and without
 "a/an" unless `head_article: false`. The sentence's first letter is capitalised.
 
-Every combination of these choices is one candidate; `kcs.data.verbalize` keeps the one with the
+Every combination of these choices is one candidate; `kcs.data.verbalise` keeps the one with the
 lowest perplexity and the candidates of the *other* templates as paraphrases (as the authors'
 `*_worse_format.json` files do for WordNet).
 """

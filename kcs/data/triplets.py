@@ -20,7 +20,8 @@ from typing import Any, Iterable
 
 from kcs.atomic import atomic_path
 from kcs.errors import KcsError
-from kcs.kg import Fact, parse_json_line
+from kcs.kg import Fact
+from kcs.readers import parse_json_line
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,14 @@
-"""Metrics files (`kcs evaluate --out`) -> one tidy row per evaluation, labelled from the file's path."""
+"""Metrics files (`kcs evaluate --out`) -> one tidy row per evaluation, labelled by the labels the file holds."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from kcs.errors import KcsError
-from kcs.reporting.layout import parse_paths
+from kcs.labels import require_labels, typed
+from kcs.readers import read_json
 
 DATASETS = ("targetkg", "controlkg", "controllm")
 # In a metrics file only when its ControlKG has a held-out test split (`kcs evaluate --controlkg-test`).
@@ -18,20 +18,6 @@ PPL_KEYS = ("ppl_full", "ppl_remaining", "delta_ppl", "relative_delta_ppl")
 EXTRA_KEYS = ("ppl_subnetwork", "delta_rank_mean", "delta_logprob_mean", "paraphrase_ppl_full",
               "paraphrase_ppl_remaining", "n", "n_blocks")
 TOP_KEYS = ("sparsity", "removed_weights", "masked_weights")
-
-
-def read_json(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        with path.open() as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        raise KcsError(f"{path}: file not found") from None
-    except json.JSONDecodeError as err:
-        raise KcsError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
-    if not isinstance(data, dict):
-        raise KcsError(f"{path}: expected a JSON object")
-    return data
 
 
 def flatten_metrics(metrics: dict, where: str) -> dict[str, float]:
@@ -54,24 +40,21 @@ def flatten_metrics(metrics: dict, where: str) -> dict[str, float]:
     return row
 
 
-def _typed(value: str):
-    """Seeds and other numeric path fields become numbers (so they sort as numbers)."""
-    return int(value) if value.isdigit() else value
-
-
-def collect_metrics(files: list[str | Path], layout: str) -> pd.DataFrame:
+def collect_metrics(files: list[str | Path]) -> pd.DataFrame:
     if not files:
         raise KcsError("no metrics files given")
     rows = []
-    for path, labels in zip(files, parse_paths(layout, files)):
-        row = {key: _typed(value) for key, value in labels.items()}
+    for path in files:
+        metrics = read_json(path, "`kcs evaluate` metrics file", made_by="kcs evaluate")
+        labels = metrics.get("labels")
+        row = {key: typed(value) for key, value in require_labels(labels or {}, str(path), ("model", "method")).items()}
         if str(row.get("method", "")).startswith("random"):
             # random draws (random, random-2, ...) are one method whose spread the tables show
             from kcs.grid import random_draw
 
             row["draw"] = random_draw(row["method"])
             row["method"] = "random"
-        row.update(flatten_metrics(read_json(path), str(path)))
+        row.update(flatten_metrics(metrics, str(path)))
         row["file"] = Path(path).as_posix()
         rows.append(row)
     return pd.DataFrame(rows)

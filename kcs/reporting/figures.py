@@ -47,7 +47,7 @@ def density_figure(densities: pd.DataFrame, out: str | Path, model_order: list[s
     Lines are means over runs (TargetKGs, seeds); the band is ± one standard deviation.
     """
     if "model" not in densities.columns:
-        raise KcsError("density data need a {model} field in the mask layout pattern")
+        raise KcsError("density data need masks labelled with their model (kcs train --label model=NAME)")
     models = ordered(densities["model"], model_order)
     fig, axes = _panels(len(models))
     for ax, model in zip(axes, models):
@@ -113,9 +113,10 @@ CURVE_PANELS = (("loss_targetkg", "TargetKG suppression loss"), ("loss_controlkg
 MAX_POINTS = 400  # per run; long runs (40k steps) are thinned for plotting
 
 
-def read_train_logs(files: list[str | Path], labels: list[dict[str, str]]) -> pd.DataFrame:
+def read_train_logs(files: list[str | Path]) -> pd.DataFrame:
+    """The training logs, thinned for plotting; their leading label columns (model, kg, ...) say which run."""
     frames = []
-    for path, label in zip(files, labels):
+    for path in files:
         try:
             frame = pd.read_csv(path)
         except (FileNotFoundError, pd.errors.EmptyDataError) as err:
@@ -124,9 +125,10 @@ def read_train_logs(files: list[str | Path], labels: list[dict[str, str]]) -> pd
             raise KcsError(f"{path}: not a training log (no 'step' column)")
         stride = max(1, len(frame) // MAX_POINTS)
         frame = frame.iloc[::stride].copy()
+        if "model" not in frame.columns:
+            raise KcsError(f"{path}: the training log has no 'model' label column; train with "
+                           "`kcs train --label model=NAME` (the pipeline does)")
         frame["run"] = str(path)
-        for key, value in label.items():
-            frame[key] = value
         frames.append(frame)
     if not frames:
         raise KcsError("no training logs given")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from kcs.errors import KcsError
-from kcs.maskfile import parse_mask_name, read_mask_tensors
-from kcs.reporting.layout import parse_paths
+from kcs.labels import require_labels
+from kcs.maskfile import parse_mask_name, read_labels, read_mask_tensors
 
 
 def mask_density(path: str | Path) -> pd.DataFrame:
@@ -27,12 +27,13 @@ def mask_density(path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def collect_densities(files: list[str | Path], layout: str) -> pd.DataFrame:
+def collect_densities(files: list[str | Path]) -> pd.DataFrame:
+    """The densities of every mask, each row labelled by its mask's labels."""
     frames = []
-    for path, labels in zip(files, parse_paths(layout, files)):
+    for path in files:
         frame = mask_density(path)
-        for key, value in labels.items():
-            frame[key] = int(value) if value.isdigit() else value
+        for key, value in require_labels(read_labels(path), str(path)).items():
+            frame[key] = value
         frames.append(frame)
     if not frames:
         raise KcsError("no mask files given")

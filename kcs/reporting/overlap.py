@@ -1,8 +1,8 @@
 """Overlap between subnetworks (Jaccard, from `kcs overlap` files) as matrices per model.
 
-`kcs overlap` writes `{"pairs": [{"a": MASK, "b": MASK, "jaccard": x}, ...]}`. The mask paths are
-labelled with the mask layout pattern; the one field that differs within a pair (e.g. `seed` or
-`kg`) is what the overlap compares. Matrices average over everything else (e.g. over TargetKGs
+`kcs overlap` writes `{"pairs": [{"a": MASK, "b": MASK, "jaccard": x}, ...], "labels": {MASK: {...}}}`,
+each mask with its labels; the one label that differs within a pair (e.g. `seed` or `kg`) is what the
+overlap compares. Matrices average over everything else (e.g. over TargetKGs
 for the seed overlap).
 """
 
@@ -13,22 +13,22 @@ from pathlib import Path
 import pandas as pd
 
 from kcs.errors import KcsError
-from kcs.reporting.collect import read_json
+from kcs.labels import require_labels
+from kcs.readers import read_json
 from kcs.reporting.formats import ordered
-from kcs.reporting.layout import parse_path, pattern_regex
 
 
-def read_overlaps(files: list[str | Path], mask_layout: str) -> pd.DataFrame:
+def read_overlaps(files: list[str | Path]) -> pd.DataFrame:
     """One row per pair: model, field compared, the two values, jaccard."""
-    regex = pattern_regex(mask_layout)
     rows = []
     for path in files:
-        pairs = read_json(path).get("pairs")
-        if not isinstance(pairs, list):
-            raise KcsError(f"{path}: no 'pairs' list; is this a `kcs overlap` file?")
+        data = read_json(path, "`kcs overlap` file", made_by="kcs overlap")
+        pairs, labels = data.get("pairs"), data.get("labels")
+        if not isinstance(pairs, list) or not isinstance(labels, dict):
+            raise KcsError(f"{path}: no 'pairs' list with the masks' 'labels'; make it with `kcs overlap`")
         for pair in pairs:
-            a = parse_path(mask_layout, pair["a"], regex)
-            b = parse_path(mask_layout, pair["b"], regex)
+            a, b = (require_labels(labels.get(pair[key]) or {}, f"{path}: mask {pair[key]}") for key in ("a", "b"))
+            a, b = ({key: str(value) for key, value in side.items()} for side in (a, b))
             differing = [key for key in a if a[key] != b[key]]
             if len(differing) != 1:
                 raise KcsError(f"{path}: masks {pair['a']} and {pair['b']} differ in {differing or 'nothing'}; "

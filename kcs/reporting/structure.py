@@ -16,7 +16,6 @@ The head count is not in a mask file: it comes from the model's config.json (`he
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Callable
@@ -25,9 +24,9 @@ import pandas as pd
 import torch
 
 from kcs.errors import KcsError
-from kcs.maskfile import parse_mask_name, read_mask_tensors
+from kcs.labels import require_labels
+from kcs.maskfile import metadata_json, parse_mask_name, read_labels, read_mask_tensors
 from kcs.reporting.formats import Metric, Summary, ordered, summarise
-from kcs.reporting.layout import pattern_regex
 
 Members = dict[tuple[int, str], torch.Tensor]  # (block, module) -> bool [out, in]
 
@@ -53,7 +52,7 @@ def members_of(tensors: dict[str, torch.Tensor], shapes: dict[str, tuple], weigh
 
 def read_members(path: str | Path) -> Members:
     metadata, tensors, shapes = read_mask_tensors(path)
-    return members_of(tensors, shapes, json.loads(metadata["weight_in_out"]))
+    return members_of(tensors, shapes, metadata_json(Path(path), metadata, "weight_in_out"))
 
 
 def head_counts(model_dir: str | Path) -> tuple[int, int | None]:
@@ -152,30 +151,17 @@ def mask_summary(members: Members, source: str = "mask") -> dict[str, float]:
             "dead_neuron_share": ratio(hidden["dead"].sum(), hidden["units"].sum())}
 
 
-def match_layouts(path: str | Path, layouts: dict[str, str]) -> dict[str, str | int]:
-    """The labels of `path` under the one layout (method -> pattern) it fits, with `method` added."""
-    text = Path(path).as_posix()
-    found = [(method, m.groupdict()) for method, pattern in layouts.items()
-             if (m := pattern_regex(pattern).match(text))]
-    if len(found) != 1:
-        tried = ", ".join(f"{method} '{pattern}'" for method, pattern in layouts.items())
-        raise KcsError(f"{text}: fits {'none' if not found else 'more than one'} of the mask layouts ({tried})")
-    method, labels = found[0]
-    return {**{k: int(v) if v.isdigit() else v for k, v in labels.items()}, "method": method}
-
-
 HeadsFor = Callable[[dict, str], tuple[int, int | None]]  # (labels, path) -> (heads, kv_heads)
 
 
-def collect_structure(files: list[str | Path], layouts: dict[str, str], heads_for: HeadsFor
-                      ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(per-head table, neuron table, summary per mask), each row labelled by its file's layout fields,
-    `method` (the layout it fits) and `mask` (the path)."""
+def collect_structure(files: list[str | Path], heads_for: HeadsFor) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(per-head table, neuron table, summary per mask), each row labelled by its mask's labels (model,
+    method learned or random, ...) and `mask` (the path)."""
     if not files:
         raise KcsError("no mask files given")
     tables: tuple[list, list, list] = ([], [], [])
     for path in files:
-        labels = {**match_layouts(path, layouts), "mask": Path(path).as_posix()}
+        labels = {**require_labels(read_labels(path), str(path), ("model", "method")), "mask": Path(path).as_posix()}
         members = read_members(path)
         per_mask = (head_table(members, *heads_for(labels, str(path)), source=str(path)),
                     neuron_table(members), pd.DataFrame([mask_summary(members, str(path))]))
@@ -232,7 +218,7 @@ def structure_figure(heads: pd.DataFrame, summary: pd.DataFrame, out: str | Path
     if heads.empty:
         raise KcsError("no attention matrices in the masks: nothing to draw per head")
     if "model" not in summary.columns:
-        raise KcsError("the structure figure needs a {model} field in the mask layout patterns")
+        raise KcsError("the structure figure needs masks labelled with their model (kcs train --label model=NAME)")
     per_head = query_head_density(heads)
     models = ordered(summary["model"], model_order)
     methods = ordered(summary["method"], list(METHODS))

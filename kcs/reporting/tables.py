@@ -42,7 +42,7 @@ def _require(runs: pd.DataFrame, columns: list[str], what: str) -> None:
     missing = [c for c in columns if c not in runs.columns]
     if missing:
         raise KcsError(f"the runs table lacks column(s) {', '.join(missing)} needed for the {what}; "
-                       "check the layout pattern given to `kcs report collect`")
+                       "results of the pipeline carry these labels; elsewhere label the runs (kcs train --label KEY=VALUE)")
 
 
 def _default_only(runs: pd.DataFrame) -> pd.DataFrame:

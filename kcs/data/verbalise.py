@@ -1,7 +1,7 @@
 """Triplets -> KG facts: every template's sentences scored, the lowest-perplexity one kept.
 
 For each (head, relation, tail) the relation's templates (`kcs.data.templates`) give candidate
-sentences, all ending with the tail. Each is scored with `kcs.scoring.sentence_perplexities`
+sentences, all ending with the tail. Each is scored with `kcs.data.scoring.sentence_perplexities`
 under the model being studied (the paper: the per-model minimum-perplexity verbalisation); the
 best becomes the fact's `prompt` + `target`, and the candidates of the other templates become its
 `paraphrases` (formatting variants of the chosen template are left out, as in the authors'
@@ -51,7 +51,8 @@ def surface_forms(triplets: Sequence[Triplet], kind: str, wordnet_dir=None) -> l
     """The words each triplet's sentence uses for its head and tail."""
     if kind == "conceptnet":
         return [(t.head, t.tail) for t in triplets]
-    from kcs.data.wordnet import get_synset, load_wordnet, surface
+    from kcs.data.wordnet import get_synset, surface
+    from kcs.data.wordnet_install import load_wordnet
 
     wn = load_wordnet(wordnet_dir)
     return [(surface(get_synset(wn, t.head, t.where)), surface(get_synset(wn, t.tail, t.where))) for t in triplets]
@@ -91,7 +92,7 @@ def choose_best(prepared: Plan, model, tokenizer, *, batch_size: int = 32, model
 
     Progress (sentences scored, rate, ETA) is logged every `log_every` sentences or `log_seconds`.
     """
-    from kcs.scoring import sentence_perplexities
+    from kcs.data.scoring import sentence_perplexities
 
     unique = list(dict.fromkeys(c.sentence for group in prepared.candidates for c in group))
     log.info("scoring %d candidate sentences for %d facts", len(unique), len(prepared.triplets))
