@@ -120,21 +120,13 @@ def seed_combinations(config: dict) -> list[tuple[str, str, str]]:
 def load_pipeline_config(paths: list[str | Path]) -> dict:
     """config.yaml and --configfile files merged as Snakemake merges them (later files win, nested
     mappings merged, lists replaced), checked against the schema with its defaults filled in."""
-    import yaml
     from snakemake.utils import update_config, validate
+
+    from kcs.readers import read_yaml_mapping
 
     merged: dict = {}
     for path in paths:
-        path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as err:
-            raise KcsError(f"{path}: cannot read the configuration ({err.strerror or err})") from None
-        except yaml.YAMLError as err:
-            raise KcsError(f"{path}: not valid YAML ({err})") from None
-        if not isinstance(values, dict):
-            raise KcsError(f"{path}: a pipeline configuration is a mapping of keys (see config.yaml)")
-        update_config(merged, values)
+        update_config(merged, read_yaml_mapping(path, "pipeline configuration"))
     try:
         validate(merged, str(SCHEMA))
     except Exception as err:  # snakemake's WorkflowError, raised while handling jsonschema's error

@@ -194,13 +194,9 @@ def write_selected_mask(source: str | os.PathLike, out: str | os.PathLike, step:
 
 def read_steps_file(path: str | os.PathLike) -> dict:
     """A `kcs evaluate-steps` output, checked to be one."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KcsError(f"{path}: steps file not found (make it with `kcs evaluate-steps`)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise KcsError(f"{path}: not a JSON file ({err}); give the output of `kcs evaluate-steps`") from None
-    if not isinstance(data, dict) or data.get("kind") != "steps" or not data.get("rows"):
+    from kcs.readers import read_json
+
+    data = read_json(path, "steps file", made_by="kcs evaluate-steps")
+    if data.get("kind") != "steps" or not data.get("rows"):
         raise KcsError(f"{path}: not a `kcs evaluate-steps` file (no kind 'steps' with rows)")
     return data

@@ -21,7 +21,6 @@ in one of the layouts above. The paper's CSQA TargetKGs tie each fact to a quest
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -31,6 +30,7 @@ from kcs.atomic import atomic_dir
 from kcs.data.download import download_pinned
 from kcs.data.paths import resources_dir
 from kcs.errors import KcsError
+from kcs.readers import iter_json_lines
 
 log = logging.getLogger(__name__)
 
@@ -127,15 +127,7 @@ def read_csqa(path_or_dir: str | os.PathLike, split: str = "train") -> list[dict
                 record["choices"] = {k: list(v) for k, v in choices.items()}
             rows.append(normalise_row(record, f"{path}: row {index}"))
     else:
-        with path.open(encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise KcsError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-                rows.append(normalise_row(row, f"{path}:{lineno}"))
+        rows += [normalise_row(row, where) for where, row in iter_json_lines(path)]
     if not rows:
         raise KcsError(f"{path}: no questions")
     ids = [r["id"] for r in rows]

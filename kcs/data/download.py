@@ -15,7 +15,6 @@ entry to accept a new upstream file.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Callable
 from kcs.atomic import write_json
 from kcs.data.paths import lock_file
 from kcs.errors import KcsError
+from kcs.readers import read_json
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,7 @@ def read_lock(path: str | os.PathLike | None = None) -> dict:
     path = Path(path) if path is not None else lock_file()
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise KcsError(f"{path}: lock file is not valid JSON ({err.msg}); fix or delete it") from None
-    if not isinstance(data, dict):
-        raise KcsError(f"{path}: lock file must hold a JSON object (artefact name -> entry)")
-    return data
+    return read_json(path, "checksum lock file (a JSON object: artefact name -> entry; fix or delete it)")
 
 
 def verify_and_pin(name: str, url: str, path: str | os.PathLike, *, sha256: str | None = None,

@@ -38,6 +38,7 @@ from kcs.data.paths import package_resource
 from kcs.errors import KcsError
 from kcs.kg import Fact, Verbalisation
 from kcs.provenance import file_sha256
+from kcs.readers import iter_json_lines
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def _load_json(path: Path) -> list[dict]:
 def _load_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         raise KcsError(f"{path}: expected file of the authors' data not found")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for _, row in iter_json_lines(path)]
 
 
 def synset_surface(synset_id: str) -> str:

@@ -29,10 +29,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from kcs.data.paths import package_resource
 from kcs.errors import KcsError
+from kcs.readers import read_yaml_mapping
 
 KINDS = ("wordnet", "conceptnet")
 _SLOT = re.compile(r"\{([^{}]*)\}")
@@ -80,11 +79,8 @@ def validate_pattern(pattern: str, where: str) -> None:
 
 
 def _parse_file(path: Path) -> TemplateSet:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise KcsError(f"{path}: cannot read templates ({err})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("relations"), dict):
+    data = read_yaml_mapping(path, "template")
+    if not isinstance(data.get("relations"), dict):
         raise KcsError(f"{path}: a template file needs a 'relations' mapping (relation -> list of templates)")
     unknown = set(data) - {"kind", "number", "leading_space", "relations"}
     if unknown:

@@ -17,7 +17,6 @@ Groups of the evaluation set (disjoint and complete):
 
 from __future__ import annotations
 
-import json
 import os
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any, Iterable, Sequence
 from kcs.config import FinetuneConfig
 from kcs.errors import KcsError
 from kcs.kg import Fact
+from kcs.readers import read_json
 
 Triplet = tuple[str, str, str]
 
@@ -89,10 +89,7 @@ def task_prompt_template(task: Path) -> str | None:
     info = task / "task.json"
     if not (task.is_dir() and info.is_file()):
         return None
-    try:
-        value = json.loads(info.read_text()).get("prompt_template")
-    except (json.JSONDecodeError, AttributeError):
-        raise KcsError(f"{info}: not a JSON object") from None
+    value = read_json(info, "task.json (written by `kcs build-mc-task`)").get("prompt_template")
     if value is not None and (not isinstance(value, str) or "{question}" not in value):
         raise KcsError(f"{info}: prompt_template must be a string containing '{{question}}'")
     return value

@@ -11,9 +11,7 @@ each group's accuracy against the full model, all with bootstrap intervals (`sta
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -21,6 +19,7 @@ import numpy as np
 from kcs.downstream.experiment import RESULT_FORMAT, STARTS
 from kcs.downstream.stats import bootstrap_comparison
 from kcs.errors import KcsError
+from kcs.readers import read_json
 
 STAGES = ("before", "after")
 
@@ -28,14 +27,8 @@ STAGES = ("before", "after")
 def load_results(paths: Sequence[str | os.PathLike]) -> list[dict]:
     results = []
     for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise KcsError(f"{path}: result file not found")
-        try:
-            result = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise KcsError(f"{path}: not valid JSON ({err.msg})") from None
-        if not isinstance(result, dict) or result.get("kcs_format") != RESULT_FORMAT:
+        result = read_json(path, "`kcs finetune` result file", made_by="kcs finetune")
+        if result.get("kcs_format") != RESULT_FORMAT:
             raise KcsError(f"{path}: not a `kcs finetune` result (kcs_format != {RESULT_FORMAT!r})")
         result["_path"] = str(path)
         results.append(result)
