@@ -27,10 +27,8 @@ except KcsError as err:
 # ---- names ----------------------------------------------------------------------------------------
 
 PATHS = PLAN.paths
-RESULTS = PATHS.results
 MODELS, TARGETKGS, CONTROLKGS = PLAN.models, PLAN.targetkgs, PLAN.controlkgs
 ABLATIONS, DOWNSTREAM = PLAN.ablations, PLAN.downstream
-DEFAULT = grid.DEFAULT_VARIANT
 LOGS = PATHS.logs
 TABLES = PATHS.tables
 FIGURES = PATHS.figures
@@ -144,10 +142,6 @@ def get_steps_data(wildcards):
     return PLAN.steps_data(wildcards.model, wildcards.kg)
 
 
-def get_targetkg_triplets(wildcards):
-    return PLAN.targetkg_triplets(wildcards.kg)
-
-
 def get_wordnet_controlkg_inputs(wildcards):
     return {
         "wordnet": WORDNET_DIR,
@@ -202,10 +196,6 @@ def get_seed_masks(wildcards):
 
 def get_kg_masks(wildcards):
     return PLAN.kg_masks(wildcards.model, wildcards.seed)
-
-
-def get_task_dir(wildcards):
-    return PLAN.task_dir(wildcards.experiment)
 
 
 def get_task_build_inputs(wildcards):
