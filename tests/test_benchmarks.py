@@ -53,3 +53,14 @@ def test_dry_run_benchmark_counts_the_jobs_it_plans(tmp_path, capsys):
     assert row["config"] == "smoke" and row["jobs"] > 100 and row["seconds"] > 0
     assert row["ms_per_job"] == pytest.approx(1000 * row["seconds"] / row["jobs"], rel=0.01)
     assert f"smoke: {row['jobs']} jobs planned" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shape", ["tiny-gpt2", "tiny-llama"])
+def test_mask_sample_benchmark_splits_the_elementwise_cost(shape):
+    spec = importlib.util.spec_from_file_location("mask_sample_benchmark", BENCHMARK.parent / "mask_sample.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.measure(shape, repeats=1)
+    assert result["masked_weights"] > 0 and result["blocks"] == [2, 3]  # the top half of 4 blocks
+    assert 0 < result["noise_s"] and 0 < result["forward_s"] and 0 < result["forward_backward_s"]
+    assert result["per_step_s"] == pytest.approx(3 * result["forward_backward_s"])
