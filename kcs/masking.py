@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from kcs import noise
+from kcs import mask_sample, noise
 from kcs.config import TrainConfig
 from kcs.errors import KcsError
 from kcs.models import block_and_module, layout_for, maskable_parameters
@@ -31,87 +31,58 @@ VIEWS = ("full", "remaining", "subnetwork")
 # a new mask's granularity, init_p and temperature default to mask training's, written once in kcs.config
 _TRAIN_DEFAULTS = TrainConfig()
 GRANULARITIES = ("weight", "neuron")
-_NOISE_EPS = 1e-6  # clamp of u before logit(u); 1 - 1e-10 would round to 1.0 in float32
 
 
 class _StraightThroughMask(torch.autograd.Function):
-    """y = W * 1[s > 0.5] (or 1[1 - s > 0.5] when inverted), s = sigmoid((l + c * noise) / tau).
+    """y = W * 1[s > 0.5] (or 1[s <= 0.5] when inverted), s = sigmoid((l + c * logit(u)) / tau).
 
     Backward is the straight-through estimator: dL/dl = dL/dm * ds/dl with dL/dm = dL/dy * W
-    (summed over broadcast axes for neuron masks). Written as one Function so that only s is kept
-    for backward, and s is built and then turned into ds/dl in one buffer: on a CPU a fresh
-    weight-sized tensor costs more (page faults) than the arithmetic on it.
+    (summed over broadcast axes for neuron masks). s is never formed: kcs.mask_sample decides and
+    differentiates it from p, q (the step's keep probabilities) and v (this sample's noise), on a
+    CPU in one fused pass each way.
     """
 
     @staticmethod
-    def forward(ctx, weight, logits, uniform, noise_scale, temperature, invert):
-        """`uniform`: U(0, 1) draws shaped like the logits (kcs.noise), consumed in place; None
-        for the deterministic mask."""
-        logits = logits.detach()
-        if uniform is None or noise_scale == 0.0:
-            soft = logits / temperature
-        else:
-            # logistic noise: logit(u) = log u - log(1 - u), u ~ U(0, 1) (docs/method.md 1.4), scaled by
-            # noise_scale (1 = the paper's; smaller = samples closer to the deterministic mask)
-            soft = uniform.logit_(_NOISE_EPS)
-            if noise_scale != 1.0:
-                soft.mul_(noise_scale)
-            soft.add_(logits)
-            if temperature != 1.0:
-                soft.div_(temperature)
-        soft.sigmoid_()
-        # the 0/1 multiplier as floats: round(s) = 1[s > 0.5] on [0, 1] (0.5 rounds to even, 0);
-        # a float * bool product takes ~5x longer than float * float on a CPU
-        keep = torch.round(soft)
-        if invert:  # 1[s <= 0.5]
-            keep.neg_().add_(1.0)
-        # soft is an intermediate (a view of the step's flat noise buffer, whose other views are
-        # written in place): kept on ctx, as autograd prescribes for intermediates
-        ctx.save_for_backward(weight)
-        ctx.soft = soft
+    def forward(ctx, weight, logits, p, q, v, temperature, invert):
+        """`v`: this sample's noise (WeightMask.uniform_draws), None for the deterministic mask."""
+        # logits are saved only so that autograd refuses a backward after an optimiser step changed
+        # them: p, q and the noise buffers are reused from step to step (WeightMask)
+        ctx.save_for_backward(weight, logits, p, q, v)
         ctx.temperature, ctx.invert = temperature, invert
-        # a multiply by the 0/1 mask, not torch.where: where branches per element, and a mask
-        # that is still near 50/50 makes it ~4x slower on a CPU
-        return keep.mul_(weight) if keep.shape == weight.shape else weight * keep
+        if mask_sample.fused_applies(weight, p):
+            return mask_sample.select_fused(weight, p, q, v, invert)
+        return mask_sample.select_torch(weight, p, q, v, invert)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
-        (weight,), soft = ctx.saved_tensors, ctx.soft
-        del ctx.soft
-        grad_mask = grad_output * weight
-        if grad_mask.shape != soft.shape:  # neuron masks broadcast over one axis
-            grad_mask = grad_mask.sum(dim=[d for d in range(2) if soft.shape[d] == 1], keepdim=True)
-        # ds/dl = s (1 - s) / tau = (s - s^2) / tau; the inverted mask 1 - s has the opposite
-        # sign: (s^2 - s) / tau = ((-s) + (-s)^2) / tau. Computed in s's own buffer.
-        slope = soft.neg_() if ctx.invert else soft
-        slope.addcmul_(slope, slope, value=1.0 if ctx.invert else -1.0)
-        grad_logits = grad_mask.mul_(slope)
-        if ctx.temperature != 1.0:
-            grad_logits.div_(ctx.temperature)
-        return None, grad_logits, None, None, None, None
+        weight, _, p, q, v = ctx.saved_tensors
+        if mask_sample.fused_applies(weight, p):
+            grad_logits = mask_sample.grad_fused(grad_output, weight, p, q, v, ctx.invert, ctx.temperature)
+        else:
+            grad_mask = grad_output * weight
+            if grad_mask.shape != p.shape:  # neuron masks broadcast over one axis
+                grad_mask = grad_mask.sum(dim=[d for d in range(2) if p.shape[d] == 1], keepdim=True)
+            grad_logits = grad_mask * mask_sample.slope_torch(p, q, v, ctx.invert, ctx.temperature)
+        return None, grad_logits, None, None, None, None, None
 
 
 class _ExpectedDensity(torch.autograd.Function):
-    """mean(sigmoid(l)) over all logit tensors; backward s (1 - s) / n computed in s's own buffer
-    (autograd's sigmoid backward would allocate a second weight-sized tensor per matrix).
-    `buffers` (one per logit tensor, reused every step) hold s: fresh weight-sized tensors cost
-    page faults on a CPU."""
+    """mean(sigmoid(l)) over all logit tensors from the step's keep probabilities p = sigmoid(l)
+    (computed once per step, shared with the samples); backward p q / n, q = sigmoid(-l) = 1 - p."""
 
     @staticmethod
-    def forward(ctx, n, buffers, *logits):
-        softs = [torch.sigmoid(t.detach(), out=buf) for t, buf in zip(logits, buffers)]
-        ctx.softs = softs
-        ctx.n = n
-        return sum(soft.sum() for soft in softs) / n
+    def forward(ctx, n, probabilities, complements, *logits):
+        ctx.save_for_backward(*logits)  # refuses a backward after the logits changed (see above)
+        ctx.probabilities, ctx.complements, ctx.n = probabilities, complements, n
+        return sum(p.sum() for p in probabilities) / n
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
+        ctx.saved_tensors  # noqa: B018 (the version check)
         scale = grad_output / ctx.n
-        softs = ctx.softs
-        del ctx.softs
-        return (None, None, *(soft.addcmul_(soft, soft, value=-1.0).mul_(scale) for soft in softs))
+        return (None, None, None, *(torch.mul(p, q).mul_(scale) for p, q in zip(ctx.probabilities, ctx.complements)))
 
 
 @dataclass(frozen=True)
@@ -167,34 +138,90 @@ class WeightMask(nn.Module):
     def _noise_scale(self, stochastic: bool) -> float:
         return self.noise_scale if stochastic else 0.0
 
+    def _logits_state(self) -> tuple:
+        """Changes whenever a logit tensor is written in place (an optimiser step), moved or replaced."""
+        return tuple((logits._version, logits.data_ptr(), logits.device) for logits in self.logits)
+
+    def _flat_buffer(self) -> torch.Tensor:
+        return torch.empty(self.num_logits, dtype=torch.float32, device=self.logits[0].device)
+
+    def _split(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        return [part.view(logits.shape) for part, logits in zip(flat.split([t.numel() for t in self.logits]), self.logits)]
+
+    def keep_probabilities(self, temperature: float | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """p = sigmoid(l / tau) and q = sigmoid(-l / tau) per matrix (kcs.mask_sample), computed once per
+        value of the logits and shared by every sample of a step and by the sparsity regulariser (tau = 1).
+
+        A value is known by the logits' autograd version counters, which every in-place write bumps,
+        except a fused optimiser's step: `kcs.training.mask_optimiser` bumps them after its step, and
+        code that steps its own fused optimiser must too (torch.autograd.graph.increment_version)."""
+        temperature = self.temperature if temperature is None else temperature
+        cache = self.__dict__.setdefault("_keep_probabilities", {})
+        state = self._logits_state()
+        entry = cache.get(temperature)
+        if entry is not None and entry[0] == state:
+            return entry[1], entry[2]
+        reuse = entry is not None and entry[1][0].device == self.logits[0].device
+        p_flat, q_flat = (entry[3], entry[4]) if reuse else (self._flat_buffer(), self._flat_buffer())
+        ps, qs = self._split(p_flat), self._split(q_flat)
+        with torch.no_grad():
+            for logits, p, q in zip(self.logits, ps, qs):
+                if temperature == 1.0:
+                    torch.sigmoid(logits, out=p)
+                    torch.neg(logits, out=q).sigmoid_()
+                else:
+                    torch.div(logits, temperature, out=p).sigmoid_()
+                    torch.div(logits, -temperature, out=q).sigmoid_()
+        cache[temperature] = (state, ps, qs, p_flat, q_flat)
+        return ps, qs
+
+    def _draw_buffer(self) -> torch.Tensor:
+        """A flat buffer for one sample's noise. The first four of each step (one per loss term) are
+        reused at the next step: a fresh 200 MB tensor costs ~45 ms of page faults on a CPU. A buffer
+        is handed out once per value of the logits, and a sample saves the logits for its backward, so
+        autograd refuses to read a buffer that a later step has refilled."""
+        pool = self.__dict__.setdefault("_draw_pool", {"state": None, "buffers": [], "used": 0})
+        state = self._logits_state()
+        if pool["state"] != state:
+            pool.update(state=state, used=0)
+            if pool["buffers"] and pool["buffers"][0].device != self.logits[0].device:
+                pool["buffers"] = []
+        if pool["used"] >= 4:
+            return self._flat_buffer()
+        if pool["used"] == len(pool["buffers"]):
+            pool["buffers"].append(self._flat_buffer())
+        pool["used"] += 1
+        return pool["buffers"][pool["used"] - 1]
+
     def uniform_draws(self, stochastic: bool) -> list[torch.Tensor | None]:
-        """One fresh U(0, 1) tensor per logit tensor (None each when deterministic), drawn as one
-        flat buffer so that the fast CPU source (kcs.noise) fills all matrices in parallel."""
-        if self._noise_scale(stochastic) == 0.0:
+        """One sample's noise per logit tensor, as kcs.mask_sample's v (None each when deterministic),
+        drawn as one flat buffer so that the fast CPU source (kcs.noise) fills all matrices in parallel."""
+        scale = self._noise_scale(stochastic)
+        if scale == 0.0:
             return [None] * len(self.logits)
-        flat = noise.uniform_(torch.empty(self.num_logits, device=self.logits[0].device))
-        return list(flat.split([logits.numel() for logits in self.logits]))
+        flat = mask_sample.noise_to_v(noise.uniform_(self._draw_buffer()), scale, self.temperature)
+        return self._split(flat)
 
     def sample(self, index: int, view: str, stochastic: bool) -> torch.Tensor:
         """The hard 0/1 multiplier of matrix `index` in `view` (no gradient; for inspection and tests)."""
         logits = self.logits[index]
-        uniform = None if self._noise_scale(stochastic) == 0.0 else noise.uniform_like(logits)
         with torch.no_grad():
-            return _StraightThroughMask.apply(torch.ones_like(logits), logits, uniform, self._noise_scale(stochastic),
-                                              self.temperature, view == "remaining")
+            return self.masked_weight(index, torch.ones_like(logits), view, stochastic)
 
     def masked_weight(self, index: int, weight: torch.Tensor, view: str, stochastic: bool,
-                      uniform: torch.Tensor | None = None) -> torch.Tensor:
+                      draw: torch.Tensor | None = None) -> torch.Tensor:
         """weight * hard mask, with the straight-through gradient reaching the logits.
 
         The remaining view thresholds 1 - s, as the authors' inverse mask does. Every forward
-        pass of every matrix gets a fresh sample: `uniform` (from `uniform_draws`), or drawn here.
+        pass of every matrix gets a fresh sample: `draw` (from `uniform_draws`), or drawn here.
         """
         logits = self.logits[index]
-        if uniform is None and self._noise_scale(stochastic) != 0.0:
-            uniform = noise.uniform_like(logits)
-        return _StraightThroughMask.apply(weight, logits, None if uniform is None else uniform.view(logits.shape),
-                                          self._noise_scale(stochastic), self.temperature, view == "remaining")
+        scale = self._noise_scale(stochastic)
+        if draw is None and scale != 0.0:
+            draw = mask_sample.noise_to_v(noise.uniform_like(logits), scale, self.temperature)
+        p, q = self.keep_probabilities()
+        return _StraightThroughMask.apply(weight, logits, p[index], q[index], None if scale == 0.0 else draw,
+                                          self.temperature, view == "remaining")
 
     def binary(self) -> dict[str, torch.Tensor]:
         """The deterministic subnetwork: True where a weight (or neuron) is in it (logit > 0)."""
@@ -202,10 +229,8 @@ class WeightMask(nn.Module):
 
     def expected_density(self) -> torch.Tensor:
         """The sparsity regulariser: mean sigmoid of all logits (expected subnetwork share)."""
-        buffers = self.__dict__.setdefault("_density_buffers", [])
-        if len(buffers) != len(self.logits) or buffers[0].device != self.logits[0].device:
-            buffers[:] = [torch.empty_like(logits, requires_grad=False) for logits in self.logits]
-        return _ExpectedDensity.apply(self.num_logits, buffers, *self.logits)
+        p, q = self.keep_probabilities(temperature=1.0)
+        return _ExpectedDensity.apply(self.num_logits, p, q, *self.logits)
 
     @property
     def num_logits(self) -> int:

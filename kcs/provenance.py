@@ -16,7 +16,7 @@ from typing import Any
 import kcs
 from kcs.errors import KcsError
 
-_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "datasets", "nltk", "numpy", "pandas")
+_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "datasets", "nltk", "numpy", "numba", "pandas")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
