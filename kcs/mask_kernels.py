@@ -38,3 +38,10 @@ def grad(grad_weight, weight, p, q, v, stochastic, invert, temperature, out):
         if temperature != ONE:
             slope = slope / temperature
         out[i] = (grad_weight[i] * weight[i]) * slope
+
+
+@njit(parallel=True, cache=True)
+def density_grad(p, q, scale, out):
+    """out = (p * q) * scale: d mean(sigmoid(l)) / dl, scale = 1 / n times the upstream gradient."""
+    for i in prange(p.size):
+        out[i] = (p[i] * q[i]) * scale

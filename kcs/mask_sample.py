@@ -80,6 +80,15 @@ def grad_fused(grad_weight, weight, p, q, v, invert: bool, temperature: float) -
     return out
 
 
+def density_grad(p: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """d mean(sigmoid(l)) / dl times the upstream gradient: (p q) scale, scale = upstream / n (one pass on a CPU)."""
+    if not fused_applies(p, q):
+        return torch.mul(p, q).mul_(scale)
+    out = torch.empty_like(p)
+    _run("density_grad", _flat(p), _flat(q), np.float32(scale), _flat(out))
+    return out
+
+
 def _flat(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().view(-1).numpy()
 

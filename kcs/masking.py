@@ -82,7 +82,7 @@ class _ExpectedDensity(torch.autograd.Function):
     def backward(ctx, grad_output):
         ctx.saved_tensors  # noqa: B018 (the version check)
         scale = grad_output / ctx.n
-        return (None, None, None, *(torch.mul(p, q).mul_(scale) for p, q in zip(ctx.probabilities, ctx.complements)))
+        return (None, None, None, *(mask_sample.density_grad(p, q, scale) for p, q in zip(ctx.probabilities, ctx.complements)))
 
 
 @dataclass(frozen=True)

@@ -113,3 +113,11 @@ def test_each_sample_of_a_step_gets_its_own_noise_and_the_next_step_reuses_the_b
     assert [d.data_ptr() for d in second_step] == [d.data_ptr() for d in first_step]
     # the default temperature and the paper's noise scale leave u as it is: v = u in [0, 1)
     assert all(0 <= float(d.min()) and float(d.max()) < 1 for d in second_step)
+
+
+def test_the_fused_density_gradient_equals_the_torch_one_bit_for_bit():
+    logits, _, _, _ = _operands(shape=(300, 257))
+    p, q = _p_q(logits, 1.0)
+    scale = torch.tensor(0.37) / logits.numel()
+    assert torch.equal(mask_sample.density_grad(p, q, scale), torch.mul(p, q).mul_(scale))
+    assert torch.equal(mask_sample.density_grad(p.double(), q.double(), scale), p.double() * q.double() * scale)
