@@ -49,6 +49,7 @@ def measure(shape: str, repeats: int, samples_per_step: int = 3) -> dict:
     mask = WeightMask.for_model(model, blocks)
     named = dict(model.named_parameters())
     weights = [named[name].detach() for name in mask.names]
+    upstream = [torch.ones_like(weight) for weight in weights]  # dL/d(masked weight), made once: not timed
     for logits in mask.logits:
         logits.grad = torch.zeros_like(logits)  # training zeroes, never frees, the gradients
 
@@ -63,17 +64,18 @@ def measure(shape: str, repeats: int, samples_per_step: int = 3) -> dict:
         new_step()
         mask.uniform_draws(True)
 
-    def forward():
+    def forward():  # as kcs.masking.MaskedLM.effective_weights draws a sample
         probabilities()
-        draws = mask.uniform_draws(True)
+        draws, buffers = mask.uniform_draws(True), mask.sample_buffers()
         with torch.no_grad():
             for i, weight in enumerate(weights):
-                mask.masked_weight(i, weight, "remaining", True, draws[i])
+                mask.masked_weight(i, weight, "remaining", True, draws[i], buffers[i])
 
     def sample():
-        draws = mask.uniform_draws(True)
-        outputs = [mask.masked_weight(i, weight, "remaining", True, draws[i]) for i, weight in enumerate(weights)]
-        torch.autograd.backward(outputs, [torch.ones_like(o) for o in outputs])
+        draws, buffers = mask.uniform_draws(True), mask.sample_buffers()
+        outputs = [mask.masked_weight(i, weight, "remaining", True, draws[i], buffers[i])
+                   for i, weight in enumerate(weights)]
+        torch.autograd.backward(outputs, upstream)
 
     def forward_backward():
         probabilities()

@@ -66,8 +66,9 @@ def fused_applies(weight: torch.Tensor, p: torch.Tensor) -> bool:
             and weight.shape == p.shape and weight.is_contiguous() and p.is_contiguous())
 
 
-def select_fused(weight, p, q, v, invert: bool) -> torch.Tensor:
-    out = torch.empty_like(weight)
+def select_fused(weight, p, q, v, invert: bool, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The masked weight, written into `out` when given (a buffer reused from step to step)."""
+    out = torch.empty_like(weight) if out is None else out
     _run("select", _flat(weight), _flat(p), _flat(q), _flat_or_dummy(v), v is not None, invert, _flat(out))
     return out
 

@@ -43,14 +43,15 @@ class _StraightThroughMask(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, weight, logits, p, q, v, temperature, invert):
-        """`v`: this sample's noise (WeightMask.uniform_draws), None for the deterministic mask."""
+    def forward(ctx, weight, logits, p, q, v, temperature, invert, out):
+        """`v`: this sample's noise (WeightMask.uniform_draws), None for the deterministic mask; `out`:
+        where the fused kernel writes the masked weight (WeightMask.sample_buffers), or None."""
         # logits are saved only so that autograd refuses a backward after an optimiser step changed
         # them: p, q and the noise buffers are reused from step to step (WeightMask)
         ctx.save_for_backward(weight, logits, p, q, v)
         ctx.temperature, ctx.invert = temperature, invert
         if mask_sample.fused_applies(weight, p):
-            return mask_sample.select_fused(weight, p, q, v, invert)
+            return mask_sample.select_fused(weight, p, q, v, invert, out)
         return mask_sample.select_torch(weight, p, q, v, invert)
 
     @staticmethod
@@ -64,7 +65,7 @@ class _StraightThroughMask(torch.autograd.Function):
             if grad_mask.shape != p.shape:  # neuron masks broadcast over one axis
                 grad_mask = grad_mask.sum(dim=[d for d in range(2) if p.shape[d] == 1], keepdim=True)
             grad_logits = grad_mask * mask_sample.slope_torch(p, q, v, ctx.invert, ctx.temperature)
-        return None, grad_logits, None, None, None, None, None
+        return None, grad_logits, None, None, None, None, None, None
 
 
 class _ExpectedDensity(torch.autograd.Function):
@@ -175,12 +176,13 @@ class WeightMask(nn.Module):
         cache[temperature] = (state, ps, qs, p_flat, q_flat)
         return ps, qs
 
-    def _draw_buffer(self) -> torch.Tensor:
-        """A flat buffer for one sample's noise. The first four of each step (one per loss term) are
-        reused at the next step: a fresh 200 MB tensor costs ~45 ms of page faults on a CPU. A buffer
-        is handed out once per value of the logits, and a sample saves the logits for its backward, so
-        autograd refuses to read a buffer that a later step has refilled."""
-        pool = self.__dict__.setdefault("_draw_pool", {"state": None, "buffers": [], "used": 0})
+    def _step_buffer(self, kind: str) -> torch.Tensor:
+        """A flat buffer for one sample's noise or masked weights. The first four of each kind in a step
+        (one per loss term) are reused at the next step: a fresh 200 MB tensor costs ~45 ms of page
+        faults on a CPU. A buffer is handed out once per value of the logits, and a sample saves the
+        logits for its backward, so autograd refuses a backward through a buffer a later step refilled."""
+        pools = self.__dict__.setdefault("_step_buffers", {})
+        pool = pools.setdefault(kind, {"state": None, "buffers": [], "used": 0})
         state = self._logits_state()
         if pool["state"] != state:
             pool.update(state=state, used=0)
@@ -193,13 +195,20 @@ class WeightMask(nn.Module):
         pool["used"] += 1
         return pool["buffers"][pool["used"] - 1]
 
+    def sample_buffers(self) -> list[torch.Tensor | None]:
+        """Where one sample's masked weights go (one view per matrix, weight masks only: a neuron
+        mask's output has the weight's shape, not the logits')."""
+        if self.granularity != "weight":
+            return [None] * len(self.logits)
+        return self._split(self._step_buffer("masked"))
+
     def uniform_draws(self, stochastic: bool) -> list[torch.Tensor | None]:
         """One sample's noise per logit tensor, as kcs.mask_sample's v (None each when deterministic),
         drawn as one flat buffer so that the fast CPU source (kcs.noise) fills all matrices in parallel."""
         scale = self._noise_scale(stochastic)
         if scale == 0.0:
             return [None] * len(self.logits)
-        flat = mask_sample.noise_to_v(noise.uniform_(self._draw_buffer()), scale, self.temperature)
+        flat = mask_sample.noise_to_v(noise.uniform_(self._step_buffer("noise")), scale, self.temperature)
         return self._split(flat)
 
     def sample(self, index: int, view: str, stochastic: bool) -> torch.Tensor:
@@ -209,7 +218,7 @@ class WeightMask(nn.Module):
             return self.masked_weight(index, torch.ones_like(logits), view, stochastic)
 
     def masked_weight(self, index: int, weight: torch.Tensor, view: str, stochastic: bool,
-                      draw: torch.Tensor | None = None) -> torch.Tensor:
+                      draw: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
         """weight * hard mask, with the straight-through gradient reaching the logits.
 
         The remaining view thresholds 1 - s, as the authors' inverse mask does. Every forward
@@ -221,7 +230,7 @@ class WeightMask(nn.Module):
             draw = mask_sample.noise_to_v(noise.uniform_like(logits), scale, self.temperature)
         p, q = self.keep_probabilities()
         return _StraightThroughMask.apply(weight, logits, p[index], q[index], None if scale == 0.0 else draw,
-                                          self.temperature, view == "remaining")
+                                          self.temperature, view == "remaining", out)
 
     def binary(self) -> dict[str, torch.Tensor]:
         """The deterministic subnetwork: True where a weight (or neuron) is in it (logit > 0)."""
@@ -329,10 +338,10 @@ class MaskedLM(nn.Module):
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
         if self.mask is None:
             raise ValueError(f"the {view} view needs a mask")
-        draws = self.mask.uniform_draws(stochastic)
+        draws, outputs = self.mask.uniform_draws(stochastic), self.mask.sample_buffers()
         return {
-            name: self.mask.masked_weight(i, weight, view, stochastic, uniform)
-            for i, (name, weight, uniform) in enumerate(zip(self.mask.names, self._weights, draws))
+            name: self.mask.masked_weight(i, weight, view, stochastic, draw, out)
+            for i, (name, weight, draw, out) in enumerate(zip(self.mask.names, self._weights, draws, outputs))
         }
 
     def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> BlockInputs:

@@ -104,13 +104,15 @@ def test_each_sample_of_a_step_gets_its_own_noise_and_the_next_step_reuses_the_b
     _, mask, _ = _tiny_mask(tiny_model_dir)
     optimiser = mask_optimiser(mask, lr=0.5)
     first_step = [mask.uniform_draws(True)[0] for _ in range(3)]
-    assert len({d.data_ptr() for d in first_step}) == 3
+    first_outputs = [mask.sample_buffers()[0] for _ in range(3)]
+    assert len({d.data_ptr() for d in first_step + first_outputs}) == 6
     assert not torch.equal(first_step[0], first_step[1])
     for logits in mask.logits:
         logits.grad = torch.ones_like(logits)
     optimiser.step()
     second_step = [mask.uniform_draws(True)[0] for _ in range(3)]
     assert [d.data_ptr() for d in second_step] == [d.data_ptr() for d in first_step]
+    assert [mask.sample_buffers()[0].data_ptr() for _ in range(3)] == [d.data_ptr() for d in first_outputs]
     # the default temperature and the paper's noise scale leave u as it is: v = u in [0, 1)
     assert all(0 <= float(d.min()) and float(d.max()) < 1 for d in second_step)
 
