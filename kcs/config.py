@@ -64,6 +64,13 @@ class EvalConfig(ConfigModel):
     controllm_block_size: ControlLMBlockSize
 
 
+# TrainConfig keys of kcs's own, not the paper's: validation, checkpoints, exact caches and kept outputs.
+# They change no learned mask, so a value other than the default is no deviation from the paper.
+RUN_SETTINGS = frozenset({"controlkg_val_size", "eval_controllm_blocks", "validate_every", "checkpoint_every",
+                          "eval_batch_size", "eval_lm_batch_size", "prefix_cache_mb", "reference_cache_mb",
+                          "keep_step_masks", "step_mask_every"})
+
+
 class TrainConfig(ConfigModel):
     """Mask training: the paper's hyper-parameters (docs/method.md 2.3) and kcs's own settings."""
 
@@ -115,6 +122,8 @@ class TrainConfig(ConfigModel):
     keep_step_masks: bool = Field(True, description="keep a bit-packed mask every step_mask_every steps "
                                                     "(checkpoint selection, the steps figure)")
     step_mask_every: int | None = Field(None, ge=1, description="null: at every checkpoint; always at the last step")
+    deviations: dict[str, str] = Field({}, description="why a hyper-parameter set here differs from the paper's "
+                                                       "value, {key: reason}; kept with every mask and metrics file")
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
@@ -127,7 +136,22 @@ class TrainConfig(ConfigModel):
         if not any((self.use_targetkg, self.use_controlkg, self.use_controllm, self.use_expression, self.use_sparsity)):
             raise ValueError("every loss term is switched off (use_targetkg, use_controlkg, use_controllm, "
                              "use_expression, use_sparsity); switch at least one on")
+        fields = type(self).model_fields
+        for key in self.deviations:
+            if key not in fields or key == "deviations":
+                raise ValueError(f"key 'deviations.{key}' names no training key; known keys: "
+                                 f"{', '.join(k for k in fields if k != 'deviations')}")
+            if getattr(self, key) == fields[key].default:
+                raise ValueError(f"key 'deviations.{key}' gives a reason, but {key} is the paper's value "
+                                 f"{fields[key].default!r}; set {key} or remove the reason")
         return self
+
+    def deviations_from_paper(self) -> dict[str, dict[str, Any]]:
+        """Each hyper-parameter whose value is not the paper's, {key: {paper, used, why}} (`why`: the reason
+        given in `deviations`, else None). kcs's own settings (RUN_SETTINGS) change no mask and are left out."""
+        return {key: {"paper": field.default, "used": getattr(self, key), "why": self.deviations.get(key)}
+                for key, field in type(self).model_fields.items()
+                if key not in RUN_SETTINGS and key != "deviations" and getattr(self, key) != field.default}
 
 
 class FinetuneConfig(ConfigModel):
@@ -198,6 +222,9 @@ def json_schema_of(model: type[ConfigModel], description: str) -> dict[str, Any]
         default = model.model_fields[name].default
         prop["description"] = f"{prop.pop('description')} (default: {yaml.safe_dump(default).splitlines()[0]})"
         properties[name] = {"description": prop.pop("description"), **prop}
+    if "deviations" in properties:  # its keys are the model's other keys: closed, like every object of the schema
+        properties["deviations"].update(additionalProperties=False, properties={
+            name: {"type": "string"} for name in properties if name != "deviations"})
     return {"description": description, "type": "object", "additionalProperties": False, "properties": properties}
 
 
@@ -227,5 +254,5 @@ def config_schema_sections() -> dict[str, dict[str, Any]]:
     }
 
 
-__all__ = ["ConfigModel", "EvalConfig", "FinetuneConfig", "SECTIONS", "TrainConfig", "config_schema_sections",
+__all__ = ["ConfigModel", "EvalConfig", "FinetuneConfig", "RUN_SETTINGS", "SECTIONS", "TrainConfig", "config_schema_sections",
            "defaults_yaml"]

@@ -58,11 +58,23 @@ def random_draw(method: str) -> int:
 
 def train_config_values(config: dict, model: str, variant: str) -> dict:
     """Every training key of one (model, variant): kcs's defaults (the paper's) <- config training <-
-    the model's training keys <- the ablation's training keys."""
-    values = dict(config.get("training") or {})
-    values.update(next(m for m in config["models"] if m["name"] == model).get("training", {}))
+    the model's training keys <- the ablation's training keys. The reasons for deviating from the
+    paper (`deviations`) merge the same way; an ablation's own keys are explained by its description."""
+    layers = [config.get("training") or {}, next(m for m in config["models"] if m["name"] == model).get("training", {})]
+    defaults = TrainConfig.model_fields
     if variant != DEFAULT_VARIANT:
-        values.update(next(a for a in config["ablations"] if a["name"] == variant)["training"])
+        ablation = next(a for a in config["ablations"] if a["name"] == variant)
+        layers.append({**ablation["training"], "deviations": {
+            key: f"ablation {variant}: {ablation.get('description', variant)}" for key, value in ablation["training"].items()
+            if key in defaults and value != defaults[key].default} | ablation["training"].get("deviations", {})})
+    values: dict = {}
+    reasons: dict = {}
+    for layer in layers:
+        values.update({key: value for key, value in layer.items() if key != "deviations"})
+        reasons.update(layer.get("deviations") or {})
+    # a later layer may set a key back to the paper's value: the reason an earlier one gave no longer applies
+    set_back = {key for key, value in values.items() if key in defaults and value == defaults[key].default}
+    values["deviations"] = {key: why for key, why in reasons.items() if key not in set_back}
     return TrainConfig.from_dict(values, f"config: training of {model} ({variant})").to_dict()
 
 

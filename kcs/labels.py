@@ -40,7 +40,8 @@ def add_label_option(parser) -> None:
 
 
 def common_labels(all_labels: list[dict]) -> dict:
-    """The labels every one of several results shares (those of a mask combined from several)."""
+    """The entries every one of several mappings shares: the labels of a mask combined from several, or
+    the deviations from the paper that all of its sources were trained with."""
     if not all_labels:
         return {}
     return {key: value for key, value in all_labels[0].items() if all(lab.get(key) == value for lab in all_labels[1:])}

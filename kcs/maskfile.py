@@ -1,7 +1,7 @@
 """Mask files: safetensors with one logits tensor per masked matrix plus metadata.
 
 Metadata (strings): kcs_format, base_model, model_type, granularity, blocks (JSON), weight_in_out,
-weight_shapes (JSON), kcs_version, provenance (JSON), tensors_sha256. Every reader goes through
+weight_shapes (JSON), kcs_version, provenance (JSON), labels (JSON), deviations (JSON), tensors_sha256. Every reader goes through
 `load_mask` / `read_mask_tensors`, which refuse, naming the file and what is wrong: metadata that is
 missing or not JSON, a matrix missing or extra, a tensor shape that disagrees with the metadata,
 NaN logits, and tensor bytes that do not match the digest written with them (safetensors itself
@@ -39,9 +39,10 @@ BINARY_MAGNITUDE = 10.0  # logits of a mask read from bits: +10 in the subnetwor
 
 
 def save_mask(path: str | os.PathLike, mask: WeightMask, *, base_model: str, model_type: str,
-              provenance: dict[str, Any] | None = None, labels: dict[str, Any] | None = None, binary: bool = False,
-              **extra: str) -> None:
-    """Write a mask. `labels`: which run it is (kcs.labels). `binary`: only the deterministic subnetwork,
+              provenance: dict[str, Any] | None = None, labels: dict[str, Any] | None = None,
+              deviations: dict[str, Any] | None = None, binary: bool = False, **extra: str) -> None:
+    """Write a mask. `labels`: which run it is (kcs.labels). `deviations`: the training settings that are
+    not the paper's (TrainConfig.deviations_from_paper). `binary`: only the deterministic subnetwork,
     bit-packed (32x smaller than float logits; for random baselines and mask algebra, whose logits carry
     nothing else)."""
     blocks = sorted({info.block for info in mask.infos.values()})
@@ -57,6 +58,7 @@ def save_mask(path: str | os.PathLike, mask: WeightMask, *, base_model: str, mod
         "kcs_version": kcs.__version__,
         "provenance": json.dumps(provenance or {}),
         "labels": json.dumps(labels or {}),
+        "deviations": json.dumps(deviations or {}),
         **{key: str(value) for key, value in extra.items()},
     }
     bad = [name for name, logits in zip(mask.names, mask.logits) if torch.isnan(logits).any()]
@@ -101,13 +103,23 @@ def copy_mask(source: str | os.PathLike, out: str | os.PathLike, **metadata: str
 
 def read_labels(path: str | os.PathLike) -> dict[str, Any]:
     """The labels a mask was written with (kcs.labels); {} for a mask written without any."""
+    return _metadata_object(path, "labels")
+
+
+def read_deviations(path: str | os.PathLike) -> dict[str, Any]:
+    """The training settings of a mask that are not the paper's, {key: {paper, used, why}}; {} for a mask
+    written without any (the paper's recipe, or a file from before kcs recorded them)."""
+    return _metadata_object(path, "deviations")
+
+
+def _metadata_object(path: str | os.PathLike, key: str) -> dict[str, Any]:
     metadata = read_metadata(path)
-    if "labels" not in metadata:
+    if key not in metadata:
         return {}
-    labels = metadata_json(Path(path), metadata, "labels")
-    if not isinstance(labels, dict):
-        raise KcsError(f"{path}: mask metadata 'labels' is not a JSON object; re-create the file")
-    return labels
+    value = metadata_json(Path(path), metadata, key)
+    if not isinstance(value, dict):
+        raise KcsError(f"{path}: mask metadata '{key}' is not a JSON object; re-create the file")
+    return value
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:

@@ -218,11 +218,12 @@ class RunFiles:
 def run_identity(model: str, seed: int, config: TrainConfig, targetkg: str | os.PathLike, controlkg: str | os.PathLike,
                  controllm: Sequence[str | os.PathLike], controlkg_val: str | os.PathLike | None = None) -> dict:
     """What makes two runs the same run: model, seed, config and the inputs' SHA-256 digests. A
-    checkpoint records it, and only a run with the same identity resumes from it."""
+    checkpoint records it, and only a run with the same identity resumes from it. The reasons given for
+    deviating from the paper (`deviations`) change nothing computed, so a run resumes across edits of them."""
     inputs = {"targetkg": targetkg, "controlkg": controlkg, "controlkg_val": controlkg_val}
     fingerprint = {k: file_sha256(v) for k, v in inputs.items() if v is not None}
     fingerprint.update({f"controllm[{i}]": file_sha256(p) for i, p in enumerate(controllm)})
-    return {"model": str(model), "seed": seed, "config": config.to_dict(), "inputs": fingerprint}
+    return {"model": str(model), "seed": seed, "config": config.model_dump(exclude={"deviations"}), "inputs": fingerprint}
 
 
 @dataclass(frozen=True)
@@ -404,7 +405,7 @@ def _open_session(run: MaskRun, files: RunFiles, start_step: int) -> tuple[Train
     files.checkpoints.mkdir(exist_ok=True)
     train_log = TrainLog(files.log, start_step, run.labels)
     started = provenance(config=run.config.to_dict(), seed=run.seed, model=run.model, inputs=run.identity["inputs"],
-                         status="running")
+                         deviations=run.config.deviations_from_paper(), status="running")
     write_json(files.started, started)
     return train_log, started
 
@@ -443,10 +444,11 @@ def _validate(run: MaskRun) -> dict:
 def _keep_step_mask(run: MaskRun, files: RunFiles, step: int, started: dict) -> None:
     # written before the step's checkpoint: a resumed run has every step mask up to it (later
     # ones are rewritten identically, the resumed steps being bit-identical)
+    # what trained it (provenance): a selected step mask says so like the final one
     mask = run.mask
     save_mask(files.checkpoints / f"step-{step:06d}.safetensors", mask, base_model=run.model, binary=True, labels=run.labels,
-              model_type=run.lm.model.config.model_type, step=str(step), sparsity=f"{mask.sparsity():.5f}",
-              provenance=started)  # what trained it: a selected step mask says so like the final one
+              deviations=started["deviations"], model_type=run.lm.model.config.model_type, step=str(step),
+              sparsity=f"{mask.sparsity():.5f}", provenance=started)
 
 
 def finish_run(run: MaskRun, files: RunFiles, elapsed_s: float, step_times: list[float]) -> Path:
@@ -454,12 +456,12 @@ def finish_run(run: MaskRun, files: RunFiles, elapsed_s: float, step_times: list
     complete) and drop the resume state; returns the final mask's path."""
     config, mask = run.config, run.mask
     record = provenance(config=config.to_dict(), seed=run.seed, model=run.model, inputs=run.identity["inputs"],
-                        blocks=run.blocks, granularity=config.granularity, steps=config.steps,
-                        elapsed_s=elapsed_s,
+                        deviations=config.deviations_from_paper(), blocks=run.blocks, granularity=config.granularity,
+                        steps=config.steps, elapsed_s=elapsed_s,
                         seconds_per_step_this_session=(sum(step_times) / len(step_times)) if step_times else None,
                         final_sparsity=mask.sparsity(), device=str(run.lm.device), caches=run.data.cache_report())
     save_mask(files.final_mask, mask, base_model=run.model, model_type=run.lm.model.config.model_type,
-              provenance=record, labels=run.labels)
+              provenance=record, labels=run.labels, deviations=record["deviations"])
     write_json(files.record, record, finite=True)
     # the run is complete (mask.safetensors + run.json): its resume state (logits and two Adam
     # moments, 3x the mask) is dead weight, ~570 GB over the paper's grid

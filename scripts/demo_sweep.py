@@ -22,13 +22,23 @@ import yaml
 
 from kcs.config import EvalConfig, TrainConfig
 from kcs.evaluation import evaluate_full_model, evaluate_mask
+from kcs.grid import DEFAULT_VARIANT, train_config_values
 from kcs.training import train_mask
 
 DEMO = Path("results/demo")
 
 
 def demo_training(config_file: Path) -> dict:
-    return yaml.safe_load(config_file.read_text())["training"]
+    """Every training key of the demo's model (kcs's defaults filled in), its reasons for deviating included."""
+    config = yaml.safe_load(config_file.read_text())
+    return train_config_values(config, config["models"][0]["name"], DEFAULT_VARIANT)
+
+
+def recipe_config(base: dict, recipe: dict) -> TrainConfig:
+    """The demo's training with the recipe's keys on top; the demo's reasons for the keys it changes go."""
+    changed = recipe["training"]
+    deviations = {key: why for key, why in base["deviations"].items() if key not in changed}
+    return TrainConfig.from_dict({**base, **changed, "deviations": deviations}, f"recipe {recipe['name']}")
 
 
 def held_out_text(out_dir: Path, words: int) -> Path:
@@ -79,7 +89,7 @@ def main(argv=None) -> int:
         metrics_path = run_dir / "val_metrics.json"
         if metrics_path.exists():
             continue
-        config = TrainConfig.from_dict({**base, **recipe["training"]}, f"recipe {recipe['name']}")
+        config = recipe_config(base, recipe)
         start = time.perf_counter()
         mask = train_mask(args.model, files["targetkg"], files["controlkg"], [files["controllm"]], run_dir, config,
                           seed=args.seed, controlkg_val=files["controlkg_val"], progress=False)

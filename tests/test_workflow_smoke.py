@@ -74,6 +74,22 @@ def test_every_mask_is_evaluated_on_the_held_out_controlkg_test_split(smoke_run)
         assert "--controlkg-val" in recorded and "test.jsonl" not in recorded, path
 
 
+def test_every_metrics_file_names_the_deviations_from_the_paper_with_their_reasons(smoke_run):
+    reasons = SMOKE["training"]["deviations"]
+    ablation = SMOKE["ablations"][0]
+    files = sorted((smoke_run.results / "metrics").rglob("*.json"))
+    assert files
+    for path in files:
+        deviations = json.loads(path.read_text())["deviations"]
+        assert {key: deviations[key]["why"] for key in reasons} == reasons, path
+        assert deviations["steps"]["used"] == SMOKE["training"]["steps"] and deviations["steps"]["paper"] == 40_000
+        assert ("use_controllm" in deviations) == (f"/{ablation['name']}/" in path.as_posix()), path
+    ablated = json.loads(next(p for p in files if f"/{ablation['name']}/" in p.as_posix()).read_text())["deviations"]
+    assert ablated["use_controllm"]["why"] == f"ablation {ablation['name']}: {ablation['description']}"
+    assert "Hyper-parameters that are not the paper's: steps 6 (paper: 40000); init_p 0.5 (paper: 0.45)" in (
+        smoke_run.results / "tables" / "main.md").read_text()
+
+
 def test_compute_cost_covers_the_heavy_steps(smoke_run):
     cost = smoke_run.table("compute_cost")
     steps = set(cost["rule"])

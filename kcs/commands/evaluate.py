@@ -42,7 +42,7 @@ def register(subparsers) -> None:
 def run_evaluate(args) -> int:
     from kcs.atomic import write_json
     from kcs.evaluation import evaluate_mask
-    from kcs.maskfile import read_labels
+    from kcs.maskfile import read_deviations, read_labels
     from kcs.readers import read_json
 
     config = EvalConfig.from_yaml(args.config)
@@ -55,8 +55,9 @@ def run_evaluate(args) -> int:
                            "make it with `kcs evaluate-full`")
     result = evaluate_mask(args.model, args.mask, args.targetkg, args.controlkg, args.controllm, config, full, args.device,
                            controlkg_test=args.controlkg_test, prefix_store=args.prefix_store)
-    # the mask's labels (which run it is), with any given here on top
-    result = {"labels": read_labels(args.mask) | parse_labels(args.label), **result}
+    # the mask's labels (which run it is), with any given here on top, and how its training left the paper's
+    result = {"labels": read_labels(args.mask) | parse_labels(args.label), "deviations": read_deviations(args.mask),
+              **result}
     write_json(args.out, result, finite=True)
     print(f"sparsity {result['sparsity']:.4f}  " + "  ".join(
         f"{label} ppl {result[key]['ppl_full']:.2f} -> {result[key]['ppl_remaining']:.2f}"

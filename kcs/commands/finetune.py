@@ -109,12 +109,13 @@ def _removal(args, model) -> tuple[dict | None, str, dict]:
         if args.random_seed is not None:
             raise KcsError("--random-seed only makes sense with --random-like")
         return None, "full", {"kind": "none"}
-    from kcs.maskfile import load_mask
+    from kcs.maskfile import load_mask, read_deviations
     from kcs.provenance import file_sha256
 
     source = args.removal_mask or args.random_like
     mask = load_mask(source, model=model)
-    info = {"mask": str(source), "mask_sha256": file_sha256(source), "sparsity": mask.sparsity()}
+    info = {"mask": str(source), "mask_sha256": file_sha256(source), "sparsity": mask.sparsity(),
+            "deviations": read_deviations(source)}
     if args.removal_mask:
         return mask.binary(), "remaining", {"kind": "mask", **info}
     from kcs.random_baseline import random_like

@@ -35,7 +35,7 @@ def _meta(mask) -> dict:
 
 def run_random(args) -> int:
     from kcs.grid import random_method
-    from kcs.maskfile import load_mask, read_labels, save_mask
+    from kcs.maskfile import load_mask, read_deviations, read_labels, save_mask
     from kcs.provenance import provenance
     from kcs.random_baseline import random_like
 
@@ -43,7 +43,8 @@ def run_random(args) -> int:
     randomised = random_like(mask, args.seed, args.draw)
     # the labels of the mask it matches, as the random draw of that run
     labels = read_labels(args.like) | {"method": random_method(args.draw)}
-    save_mask(args.out, randomised, **_meta(mask), labels=labels, binary=True, kind="random", like=str(args.like),
+    save_mask(args.out, randomised, **_meta(mask), labels=labels, deviations=read_deviations(args.like), binary=True,
+              kind="random", like=str(args.like),
               provenance=provenance(seed=args.seed, draw=args.draw, model=mask.metadata["base_model"], like=str(args.like)))
     print(f"{args.out}: sparsity {randomised.sparsity():.5f} (matches {mask.sparsity():.5f})")
     return 0
@@ -53,14 +54,17 @@ def run_combine(args) -> int:
     from kcs.grid import LEARNED
     from kcs.labels import common_labels
     from kcs.mask_algebra import combine
-    from kcs.maskfile import load_mask, read_labels, save_mask
+    from kcs.maskfile import load_mask, read_deviations, read_labels, save_mask
     from kcs.provenance import provenance
 
     masks = [load_mask(path) for path in args.masks]
     combined = combine(masks, args.how)
     # what the masks share (model, TargetKG; not their seeds), as one learned subnetwork
     labels = common_labels([read_labels(path) for path in args.masks]) | {"combination": args.how, "method": LEARNED}
-    save_mask(args.out, combined, **_meta(masks[0]), labels=labels, binary=True, kind=f"combined-{args.how}",
+    # the deviations every source was trained with (all of them, when the masks differ only in their seeds)
+    deviations = common_labels([read_deviations(path) for path in args.masks])
+    save_mask(args.out, combined, **_meta(masks[0]), labels=labels, deviations=deviations, binary=True,
+              kind=f"combined-{args.how}",
               provenance=provenance(model=masks[0].metadata["base_model"], sources=args.masks, how=args.how))
     print(f"{args.out}: sparsity {combined.sparsity():.5f}")
     return 0

@@ -74,7 +74,7 @@ def run_evaluate_steps(args) -> int:
                           progress=not args.no_progress, prefix_store=args.prefix_store)
     full = {key.removesuffix("_full"): value for key, value in rows[0].items() if key.endswith("_ppl_full")}
     inputs = _inputs_fingerprint(args.targetkg, args.controlkg, args.controllm, config)
-    result = {"kind": "steps", "labels": labels, "full": full, "rows": rows,
+    result = {"kind": "steps", "labels": labels, "deviations": config.deviations_from_paper(), "full": full, "rows": rows,
               "provenance": provenance(config=config.to_dict(), model=str(args.model), inputs=inputs)}
     if args.csv:  # before the JSON, so a pipeline that waits for the JSON finds both
         frame = pd.DataFrame(rows)
@@ -110,6 +110,7 @@ def run_select(args) -> int:
         "rows": [{**row, "excluded_by": rule.violations(row) if rule.rule == "best" else []}
                  for row in sorted(steps["rows"], key=lambda row: row["step"])],
         "labels": steps.get("labels", {}),
+        "deviations": steps.get("deviations", {}),
         "steps_file": str(path),
         "steps_sha256": file_sha256(path),
         "provenance": provenance(model=steps.get("provenance", {}).get("model")),

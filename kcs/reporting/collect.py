@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -55,9 +56,18 @@ def collect_metrics(files: list[str | Path]) -> pd.DataFrame:
             row["draw"] = random_draw(row["method"])
             row["method"] = "random"
         row.update(flatten_metrics(metrics, str(path)))
+        # "none": trained with the paper's hyper-parameters; empty: a file from before kcs recorded them
+        row["deviations"] = deviations_text(metrics["deviations"]) if "deviations" in metrics else None
         row["file"] = Path(path).as_posix()
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def deviations_text(deviations: dict) -> str:
+    """`key used (paper: value)` per hyper-parameter that is not the paper's, `; `-separated; "none" for none."""
+    if not deviations:
+        return "none"
+    return "; ".join(f"{key} {json.dumps(d['used'])} (paper: {json.dumps(d['paper'])})" for key, d in deviations.items())
 
 
 def read_runs(path: str | Path) -> pd.DataFrame:

@@ -63,7 +63,22 @@ def main_table(runs: pd.DataFrame, model_order: list[str] | None = None) -> Summ
                    {"method": METHOD_LABELS}, "Knowledge-critical vs random subnetworks",
                    "Mean ± standard deviation over TargetKGs and seeds; n = number of (TargetKG, seed) runs. "
                    "Sparsity counts the masked weight matrices only. ΔPPL = remaining − full; "
-                   "ΔPPL rel. = remaining / full − 1.")
+                   "ΔPPL rel. = remaining / full − 1." + deviations_note(data))
+
+
+def deviations_note(runs: pd.DataFrame) -> str:
+    """What the table's runs changed of the paper's hyper-parameters (the runs table's `deviations`),
+    per model where the models differ; nothing when the runs do not record it."""
+    if "deviations" not in runs.columns or runs["deviations"].isna().any():
+        return ""
+    per_model = {model: sorted(set(group["deviations"])) for model, group in runs.groupby("model", sort=False)}
+    texts = {" | ".join(texts) for texts in per_model.values()}
+    if texts == {"none"}:
+        return " Every run used the paper's hyper-parameters."
+    if len(texts) == 1:
+        return f" Hyper-parameters that are not the paper's: {texts.pop()}."
+    return " Hyper-parameters that are not the paper's, " + " ".join(
+        f"{model}: {' | '.join(group)}." for model, group in per_model.items())
 
 
 def kg_table(runs: pd.DataFrame, model_order: list[str] | None = None, kg_order: list[str] | None = None) -> Summary:
