@@ -64,9 +64,9 @@ def train_config_values(config: dict, model: str, variant: str) -> dict:
     defaults = TrainConfig.model_fields
     if variant != DEFAULT_VARIANT:
         ablation = next(a for a in config["ablations"] if a["name"] == variant)
-        layers.append({**ablation["training"], "deviations": {
-            key: f"ablation {variant}: {ablation.get('description', variant)}" for key, value in ablation["training"].items()
-            if key in defaults and value != defaults[key].default} | ablation["training"].get("deviations", {})})
+        explained = {key: f"ablation {variant}: {ablation.get('description', variant)}" for key in ablation["training"]
+                     if key != "deviations"}
+        layers.append({**ablation["training"], "deviations": explained | ablation["training"].get("deviations", {})})
     values: dict = {}
     reasons: dict = {}
     for layer in layers:

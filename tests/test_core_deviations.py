@@ -49,12 +49,17 @@ def test_a_reason_must_belong_to_a_training_key_that_was_changed(tmp_path):
 def test_pipeline_layers_merge_reasons_and_ablations_explain_themselves():
     config = {"training": {"init_p": 0.1, "steps": 10, "deviations": {"init_p": "top", "steps": "short"}},
               "models": [{"name": "m", "training": {"init_p": 0.45}}, {"name": "n"}],
-              "ablations": [{"name": "no_lm", "description": "without ControlLM", "training": {"use_controllm": False}}]}
+              "ablations": [{"name": "no_lm", "description": "without ControlLM", "training": {"use_controllm": False}},
+                            {"name": "neurons", "training": {"granularity": "neuron", "lr": 0.1,
+                                                              "deviations": {"lr": "fewer logits"}}}]}
     # model m sets init_p back to the paper's value: the top level's reason for it no longer applies
     assert grid.train_config_values(config, "m", "default")["deviations"] == {"steps": "short"}
     assert grid.train_config_values(config, "n", "default")["deviations"] == {"init_p": "top", "steps": "short"}
     assert grid.train_config_values(config, "n", "no_lm")["deviations"] == {
         "init_p": "top", "steps": "short", "use_controllm": "ablation no_lm: without ControlLM"}
+    # an ablation's own reason wins over its description
+    assert grid.train_config_values(config, "n", "neurons")["deviations"] == {
+        "init_p": "top", "steps": "short", "granularity": "ablation neurons: neurons", "lr": "fewer logits"}
 
 
 def test_the_demo_gives_a_reason_for_every_deviation_and_the_paper_config_needs_none():
