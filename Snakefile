@@ -39,14 +39,17 @@ include: "rules/reporting.smk"
 
 # What the merged configuration resolved to, before anything runs (dry runs included); once per
 # invocation, not again in each job's own process.
+# And what it reruns compared with the last complete run (docs/pipeline.md, "What a change reruns").
 if workflow.is_main_process:
     print(resolved_summary(), file=sys.stderr)
+    print(PLAN.changes_summary(), file=sys.stderr)
 
 
 rule all:
     default_target: True
     input:
         get_final_outputs(),
+        PATHS.completed_plan,
 
 
 # Named sub-targets, e.g. `snakemake --cores all --configfile configs/demo.yaml all_masks`.

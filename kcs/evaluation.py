@@ -235,6 +235,15 @@ def _inputs_fingerprint(targetkg, controlkg, controllm, config, controlkg_test=N
     return out
 
 
+def _overlap_records(controlkg, controlkg_test=None) -> dict:
+    """The facts each ControlKG split lost to the run's own TargetKG (kcs.kg.overlap_record; None
+    where the split is used as given)."""
+    from kcs.kg import overlap_record
+
+    paths = {"controlkg": controlkg, "controlkg_test": controlkg_test}
+    return {key: overlap_record(path) for key, path in paths.items() if path is not None}
+
+
 def _load_inputs(tokenizer, targetkg, controlkg, controllm, config, controlkg_test=None):
     from kcs.encoding import read_text_blocks
     from kcs.kg import read_kg
@@ -259,6 +268,7 @@ def evaluate_full_model(model: str, targetkg, controlkg, controllm: Sequence, co
     return {
         "kind": "full",
         "inputs": _inputs_fingerprint(targetkg, controlkg, controllm, config, controlkg_test),
+        "controlkg_overlap": _overlap_records(controlkg, controlkg_test),
         "raw": raw,
         "provenance": provenance(config=config.to_dict(), model=str(model)),
     }
@@ -315,6 +325,7 @@ def evaluate_mask(model: str, mask_path, targetkg, controlkg, controllm: Sequenc
     if "controlkg_test" in kgs:
         result["controlkg_test"] = compare(full["controlkg_test"], remaining["controlkg_test"])
     result["controllm"] = compare(full["controllm"], remaining["controllm"])
+    result["controlkg_overlap"] = _overlap_records(controlkg, controlkg_test)
     result["per_fact"] = {"targetkg": result["targetkg"].pop("per_fact")}
     metadata = getattr(mask, "metadata", {})
     result["mask"] = {"path": str(mask_path), "kind": metadata.get("kind", "learned"), "step": metadata.get("step"),

@@ -116,3 +116,23 @@ def write_kg(path: str | os.PathLike, facts: Iterable[Fact]) -> None:
         with tmp.open("w", encoding="utf-8") as handle:
             for fact in facts:
                 handle.write(json.dumps(fact.to_json(), ensure_ascii=False) + "\n")
+
+
+def overlap_record(path: str | os.PathLike) -> dict | None:
+    """What `kcs data remove-overlap` removed to make this KG file, `{by, removed, kept}`, from the
+    provenance it wrote beside the file; None for a file it did not make (no such record). A record
+    that does not describe this file (its digest differs: the file was replaced) is an error."""
+    from kcs.provenance import file_sha256
+    from kcs.readers import read_json
+
+    sidecar = Path(f"{path}.provenance.json")
+    if not sidecar.is_file():
+        return None
+    record = read_json(sidecar, "provenance record")
+    if "overlap" not in record or "by" not in record:
+        return None
+    if record.get("sha256") != file_sha256(path):
+        raise KcsError(f"{sidecar}: records the overlap removed from another version of {path} (digest differs); "
+                       "remake the file with `kcs data remove-overlap`")
+    return {"by": record["by"], "removed": 0 if record.get("kept_overlap") else record["overlap"],
+            "kept": record["facts"], "targetkg": record.get("targetkg")}

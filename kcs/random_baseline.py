@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from kcs.errors import KcsError
@@ -28,4 +30,20 @@ def random_like(mask: WeightMask, seed: int, draw: int = 1) -> WeightMask:
         members[name] = chosen.view(member.shape)
     randomised = mask.empty_like()
     randomised.load_binary(members)
+    return randomised
+
+
+def save_random_like(like: str | os.PathLike, seed: int, draw: int, out: str | os.PathLike) -> WeightMask:
+    """Write draw `draw` of the random subnetwork matching the mask file `like` (`kcs random-mask`):
+    the labels of the run it matches with method random[-N], kind 'random'. Returns the random mask."""
+    from kcs.grid import random_method
+    from kcs.maskfile import load_mask, read_deviations, read_labels, save_mask
+    from kcs.provenance import provenance
+
+    mask = load_mask(like)
+    randomised = random_like(mask, seed, draw)
+    labels = read_labels(like) | {"method": random_method(draw)}
+    save_mask(out, randomised, base_model=mask.metadata["base_model"], model_type=mask.metadata["model_type"],
+              labels=labels, deviations=read_deviations(like), binary=True, kind="random", like=str(like),
+              provenance=provenance(seed=seed, draw=draw, model=mask.metadata["base_model"], like=str(like)))
     return randomised

@@ -78,13 +78,17 @@ get_metrics_files = PLAN.metrics_files
 get_table_outputs = PLAN.table_outputs
 get_figure_outputs = PLAN.figure_outputs
 get_combined_metrics_files = PLAN.combined_metrics_files
+
 get_default_masks = PLAN.default_masks
-get_first_random_masks = PLAN.first_random_masks
 get_default_curves = PLAN.default_curves
 get_overlap_files = PLAN.overlap_files
 get_steps_files = PLAN.steps_files
 get_downstream_results = PLAN.downstream_results
 get_benchmark_files = PLAN.benchmark_files
+
+
+def get_plan_record(wildcards):
+    return PLAN.record()
 
 
 def get_model_order():
@@ -142,11 +146,12 @@ def get_steps_data(wildcards):
     return PLAN.steps_data(wildcards.model, wildcards.kg)
 
 
-def get_wordnet_controlkg_inputs(wildcards):
-    return {
-        "wordnet": WORDNET_DIR,
-        "exclude": PLAN.wordnet_controlkg_exclude(wildcards.controlkg),
-    }
+def get_run_controlkg_inputs(wildcards):
+    return PLAN.run_controlkg_inputs(wildcards.model, wildcards.kg, wildcards.split)
+
+
+def get_controlkg_overlap(wildcards):
+    return PLAN.controlkg_overlap(PLAN.controlkg_of(wildcards.kg))
 
 
 def get_verbalise_inputs(wildcards):

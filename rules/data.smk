@@ -48,9 +48,10 @@ rule sample_conceptnet_targetkg:
 
 
 rule wordnet_controlkg:
-    # Random WordNet noun hypernym edges sharing no synset with the TargetKGs trained against it.
+    # Random WordNet noun hypernym edges sharing no synset with the paper's TargetKGs (a fixed set):
+    # it does not depend on the configuration's TargetKGs, each run drops its own (run_controlkg).
     input:
-        unpack(get_wordnet_controlkg_inputs),
+        wordnet=WORDNET_DIR,
         settings=settings_file("wordnet_controlkg", "{controlkg}"),
     output:
         train=fill(PATHS.controlkg_triplets, split="train"),
@@ -62,7 +63,7 @@ rule wordnet_controlkg:
     conda:
         "../envs/kcs.yaml"
     shell:
-        "kcs data wordnet-controlkg --exclude {input.exclude} --config {input.settings} --wordnet-dir {input.wordnet}"
+        "kcs data wordnet-controlkg --config {input.settings} --wordnet-dir {input.wordnet}"
         " --out-train {output.train} --out-val {output.val} > {log} 2>&1"
 
 
@@ -71,7 +72,7 @@ rule wordnet_controlkg_test:
     # so it shares no head with them. Its own rule, so adding a test split leaves the training data
     # (and every mask trained on it) up to date; only the final evaluation reads it.
     input:
-        unpack(get_wordnet_controlkg_inputs),
+        wordnet=WORDNET_DIR,
         settings=settings_file("wordnet_controlkg_test", "{controlkg}"),
     output:
         fill(PATHS.controlkg_triplets, split="test"),
@@ -82,7 +83,7 @@ rule wordnet_controlkg_test:
     conda:
         "../envs/kcs.yaml"
     shell:
-        "kcs data wordnet-controlkg --exclude {input.exclude} --config {input.settings}"
+        "kcs data wordnet-controlkg --config {input.settings}"
         " --wordnet-dir {input.wordnet} --out-test {output} > {log} 2>&1"
 
 
@@ -130,6 +131,28 @@ rule verbalise_controlkg:
         wordnet=get_optional_arg("--wordnet-dir", "wordnet"),
     shell:
         "kcs data verbalise --triplets {input.triplets} --model {input.model}{params.wordnet}"
+        " --out {output} > {log} 2>&1"
+
+
+rule run_controlkg:
+    # The ControlKG split that one TargetKG's runs read: the shared split less the facts that overlap
+    # this TargetKG (controlkgs: remove_overlap), the count in its provenance and in every metrics file.
+    input:
+        unpack(get_run_controlkg_inputs),
+    output:
+        PATHS.run_controlkg,
+    log:
+        f"{LOGS}/run_controlkg/{{model}}/{{kg}}.{{split}}.log",
+    wildcard_constraints:
+        kg=_alternatives(PLAN.kgs_with_own_controlkg()),
+        split="train|val|test",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        by=get_controlkg_overlap,
+    shell:
+        "kcs data remove-overlap --by {params.by} --targetkg {input.targetkg} --controlkg {input.controlkg}"
         " --out {output} > {log} 2>&1"
 
 

@@ -317,10 +317,11 @@ rule paraphrase_figure:
 
 rule structure_figure:
     # Per-head density, neurons whose every input weight is removed, attention vs MLP share:
-    # learned subnetworks against their first random draw.
+    # learned subnetworks against their first random draw, drawn again in the job (exactly as the
+    # random_mask rule draws it), so that the random mask files may be gone (keep_random_masks: false)
+    # and adding a run redraws none of the others' files and reruns none of their evaluations.
     input:
         learned=get_default_masks(),
-        random=get_first_random_masks(),
         models=get_structure_model_dirs(),
     output:
         figure=report(
@@ -352,7 +353,7 @@ rule structure_figure:
         "kcs report structure {params.models} --model-order {params.order} --out {output.figure} --csv {output.heads}"
         " --neuron-csv {output.neurons} --mask-csv {output.masks} --summary-csv {output.csv}"
         " --summary-markdown {output.markdown} --summary-latex {output.latex}"
-        " {input.learned} {input.random} > {log} 2>&1"
+        " --random-draw {input.learned} > {log} 2>&1"
 
 
 rule steps_figure:
@@ -373,3 +374,21 @@ rule steps_figure:
         "../envs/kcs.yaml"
     shell:
         "kcs steps-figure --out {output.figure} --csv {output.csv} {input} > {log} 2>&1"
+
+
+rule completed_plan:
+    # What this complete run was made of, written after every final output: the next invocation
+    # prints what its configuration changes rerun (kcs.pipeline.changes).
+    input:
+        get_final_outputs(),
+    output:
+        PATHS.completed_plan,
+    log:
+        f"{LOGS}/report/completed_plan.log",
+    localrule: True
+    conda:
+        "../envs/kcs.yaml"
+    params:
+        values=get_plan_record,
+    script:
+        "../workflow_scripts/write_yaml.py"

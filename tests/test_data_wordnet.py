@@ -229,3 +229,40 @@ def test_sampling_does_not_depend_on_python_hash_order(tmp_path, wordnet_dir):
                        check=True, env=env, capture_output=True)
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1] and outputs[0].count(b"\n") == 16
+
+
+def test_controlkg_avoids_the_paper_targetkgs_whichever_targetkgs_a_run_has(tmp_path, wordnet_dir):
+    """Without --exclude the ControlKG still shares no synset with the paper's seven WordNet TargetKGs
+    (a fixed set, as the authors' ControlKG); a new TargetKG changes nothing in it, and a run removes
+    the facts touching its own TargetKG with `remove-overlap --by entities` (the count recorded)."""
+    from kcs.data.paper import paper_wordnet_synsets
+    from kcs.data.triplets import read_triplets
+    from kcs.kg import overlap_record
+
+    paper_synsets = paper_wordnet_synsets()
+    assert {"building.n.01", "structure.n.01", "communication.n.02"} <= paper_synsets
+    train, val = tmp_path / "C.train.jsonl", tmp_path / "C.val.jsonl"
+    assert run_cli("wordnet-controlkg", "--train-size", "300", "--val-size", "50", "--seed", "0",
+                   "--out-train", train, "--out-val", val, "--wordnet-dir", wordnet_dir) == 0
+    control = read_triplets(train) + read_triplets(val)
+    assert len(control) == 350 and not paper_synsets & {n for t in control for n in (t.head, t.tail)}
+    # a TargetKG around a ControlKG fact's head: its run drops exactly the facts touching its synsets
+    target = tmp_path / "T.jsonl"
+    root = control[0].head
+    assert run_cli("sample-wordnet", "--root", root, "--size", "1", "--hops", "1", "--up", "1", "--out", target,
+                   "--wordnet-dir", wordnet_dir) == 0
+    entities = {n for t in read_triplets(target) for n in (t.head, t.tail)}
+    shared = tmp_path / "C.train.kg.jsonl"  # as verbalised (the sentences do not matter here)
+    shared.write_text("".join(json.dumps({**t.to_json(), "prompt": f"{t.head} is a", "target": f" {t.tail}"}) + "\n"
+                              for t in read_triplets(train)))
+    own = tmp_path / "C.train.T.jsonl"
+    assert run_cli("remove-overlap", "--by", "entities", "--targetkg", target, "--controlkg", shared, "--out", own) == 0
+    kept = read_triplets(own)
+    expected = [t for t in read_triplets(train) if not {t.head, t.tail} & entities]
+    assert [t.key for t in kept] == [t.key for t in expected] and len(kept) < 300
+    assert overlap_record(own) == {"by": "entities", "removed": 300 - len(kept), "kept": len(kept),
+                                   "targetkg": [str(target)]}
+    # the record describes this file only: a replaced file is an error, not a wrong count
+    own.write_text(own.read_text().splitlines()[0] + "\n")
+    with pytest.raises(KcsError, match="another version"):
+        overlap_record(own)

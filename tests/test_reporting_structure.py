@@ -227,3 +227,23 @@ def test_cli_bad_input_is_one_line_naming_the_file(pipeline_files, case, capsys)
     err = capsys.readouterr().err
     assert bad in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not Path("s.png").exists()
+
+
+def test_random_draw_is_the_random_mask_rule_s_draw(pipeline_files, tmp_path):
+    """`--random-draw` gives each learned mask the random draw that `kcs random-mask --like MASK --seed
+    SEED` writes (the pipeline's structure figure needs no random mask file): the same rows."""
+    files, models = pipeline_files
+    learned = [f for f in files if "/runs/" in f]
+    drawn = []
+    for path in learned:
+        seed = path.split("seed")[-1].split("/")[0]
+        out = Path(path.replace("/runs/", "/drawn/"))
+        assert kcs_main(["random-mask", "--like", path, "--seed", seed, "--out", str(out)]) == 0
+        drawn += [path, out.as_posix()]
+    common = ["report", "structure", *models, "--out"]
+    assert kcs_main([*common, "from_files.png", "--csv", "from_files.csv", *drawn]) == 0
+    assert kcs_main([*common, "in_job.png", "--csv", "in_job.csv", "--random-draw", *learned]) == 0
+    from_files, in_job = pd.read_csv("from_files.csv"), pd.read_csv("in_job.csv")
+    assert (in_job["method"] == "random").sum() == (from_files["method"] == "random").sum() > 0
+    pd.testing.assert_frame_equal(in_job.drop(columns="mask"), from_files.drop(columns="mask"))
+    assert in_job[in_job["method"] == "random"]["mask"].str.endswith("(random draw 1)").all()

@@ -214,10 +214,16 @@ def test_demo_dry_run(tmp_path):
     assert config["controlkgs"][0]["wordnet"]["test_size"] == 200
     assert counts["wordnet_controlkg"] == 1 and counts["wordnet_controlkg_test"] == 1
     assert counts["verbalise_controlkg"] == 3 * len(config["models"])  # train, val, test
+    # each TargetKG's runs read the shared splits less the facts touching their own TargetKG's synsets
     test_file = "results/demo/data/SmolLM2-135M/controlkg/wordnet/test.jsonl"
+    assert counts["run_controlkg"] == 3 * len(config["targetkgs"]) * len(config["models"])
+    filtering = _shell_commands(result.stdout, "kcs data remove-overlap")
+    assert len([c for c in filtering if f"--controlkg {test_file}" in c and "--by entities" in c]) == len(config["targetkgs"])
     evaluations = _shell_commands(result.stdout, "kcs evaluate") + _shell_commands(result.stdout, "kcs evaluate-full")
     assert len(evaluations) == counts["evaluate_mask"] + counts["evaluate_full"] + counts["evaluate_combined_mask"]
-    assert all(f"--controlkg-test {test_file}" in command for command in evaluations)
+    for command in evaluations:
+        kg = "building" if "targetkg/building.jsonl" in command else "communication"
+        assert f"--controlkg-test results/demo/data/SmolLM2-135M/controlkg_of/{kg}/test.jsonl" in command
     [sampling] = [c for c in _shell_commands(result.stdout, "kcs data wordnet-controlkg") if "--out-test" in c]
     # its own settings file (with test_size), so adding a test split leaves the training splits as they are
     assert "--config results/demo/config/wordnet_controlkg_test/wordnet.yaml" in sampling

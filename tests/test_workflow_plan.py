@@ -120,3 +120,42 @@ def test_the_cli_exits_2_on_a_bad_settings_file(tmp_path, capsys):
     settings.write_text("rule: sometimes\n")
     assert main(["select-checkpoint", "--steps", "x.json", "--config", str(settings), "--out", "m", "--record", "r"]) == 2
     assert "s.yaml: key 'rule' must be one of final, best, got 'sometimes'" in capsys.readouterr().err
+
+
+def _demo_config() -> dict:
+    return load_pipeline_config([ROOT / p for p in CONFIGS["demo"]])
+
+
+def test_the_change_summary_says_what_each_kind_of_change_reruns(tmp_path):
+    from kcs.pipeline.changes import describe_changes, read_record
+
+    config = _demo_config()
+    config["results"] = str(tmp_path / "results")
+    before = Plan(config)
+    assert "no complete run recorded yet" in before.changes_summary()
+    record = Path(before.paths.completed_plan)
+    record.parent.mkdir(parents=True)
+    record.write_text(yaml.safe_dump(before.record()))  # as the completed_plan rule writes it
+    assert read_record(record) == before.record()
+    assert before.changes_summary().splitlines()[1:] == ["  nothing changed since the last complete run"]
+
+    def changes(edit) -> list[str]:
+        changed = copy.deepcopy(config)
+        edit(changed)
+        return describe_changes(read_record(record), Plan(changed).record())[:-1]  # without the closing line
+
+    assert changes(lambda c: c["targetkgs"].append({"name": "animal", "wordnet": {"root": "animal.n.01", "size": 9},
+                                                    "controlkg": "wordnet"})) == [
+        "+ TargetKG animal: its data, 2 trainings with their evaluations and baselines; nothing that exists reruns"]
+    assert changes(lambda c: c["seeds"].append(3)) == [
+        "+ seed 3: 2 trainings with their evaluations and baselines; the seed combinations and seed overlaps "
+        "of every (model, TargetKG) are redone"]
+    assert changes(lambda c: c["models"].append({"name": "gpt2", "hub": "gpt2"})) == [
+        "+ model gpt2: its data, 4 trainings with their evaluations and baselines; nothing that exists reruns"]
+    assert changes(lambda c: c["training"].update(steps=200)) == [
+        "~ training of SmolLM2-135M (default) changed (steps): its 4 trainings are redone"]
+    assert changes(lambda c: c["controlkgs"][0]["wordnet"].update(train_size=500)) == [
+        "~ ControlKG wordnet changed: its data and every run of building, communication are redone"]
+    assert changes(lambda c: c["evaluation"].update(eval_batch_size=100)) == [
+        "~ evaluation settings changed: every evaluation is redone (no training)"]
+    assert changes(lambda c: c["targetkgs"].pop()) == ["- TargetKG communication: its files stay; the tables leave it out"]

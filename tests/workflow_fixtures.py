@@ -13,6 +13,7 @@ the checkout (resources/models, results/, .snakemake/ all land in the temporary 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -85,6 +86,21 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
             break
         counts[parts[0]] = int(parts[1])
     return counts
+
+
+JOB_HEADER = re.compile(r"^(?:local)?rule (\w+):$")
+
+
+def planned_jobs(dry_run_output: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry run (`snakemake -n`) plans."""
+    jobs: list[tuple[str, dict[str, str]]] = []
+    for line in dry_run_output.splitlines():
+        header = JOB_HEADER.match(line)
+        if header:
+            jobs.append((header.group(1), {}))
+        elif line.startswith("    wildcards: ") and jobs:
+            jobs[-1][1].update(part.split("=", 1) for part in line.split(": ", 1)[1].split(", "))
+    return jobs
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from kcs.commands import settings_option
+from kcs.data.triplets import OVERLAP_KINDS
 from kcs.errors import KcsError
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,11 @@ text / tasks:  controllm (ControlLM text), csqa (CommonsenseQA questions)
 
 example (WordNet, offline):
   kcs data sample-wordnet --root building.n.01 --size 11 --seed 0 --out T.triplets.jsonl
-  kcs data wordnet-controlkg --exclude T.triplets.jsonl --train-size 400 --val-size 50 --test-size 200 \\
+  kcs data wordnet-controlkg --train-size 400 --val-size 50 --test-size 200 \\
       --out-train C.train.triplets.jsonl --out-val C.val.triplets.jsonl --out-test C.test.triplets.jsonl
   kcs data verbalise --triplets T.triplets.jsonl --model MODEL_DIR --out T.jsonl
+  kcs data verbalise --triplets C.val.triplets.jsonl --model MODEL_DIR --out C.val.jsonl
+  kcs data remove-overlap --by entities --targetkg T.triplets.jsonl --controlkg C.val.jsonl --out C.val.T.jsonl
   kcs data controllm --source sotu --split train --max-words 200000 --out L.txt
 """
 
@@ -148,6 +151,7 @@ def _sample_wordnet(args) -> int:
 
 def _wordnet_controlkg(args) -> int:
     from kcs.atomic import atomic_path
+    from kcs.data.paper import paper_wordnet_synsets
     from kcs.data.triplets import Triplet, write_triplets
     from kcs.data.wordnet import get_synset, is_synset_id, sample_controlkg
     from kcs.data.wordnet_install import find_wordnet, load_wordnet
@@ -161,7 +165,9 @@ def _wordnet_controlkg(args) -> int:
     if not outputs:
         raise KcsError("nothing to write: give --out-train and --out-val (and --out-test with --test-size)")
     wn = load_wordnet(args.wordnet_dir)
-    exclude: set[str] = set()
+    # A fixed exclusion (the paper's TargetKGs) and the user's own: never the configuration's TargetKGs,
+    # so that adding a TargetKG leaves the ControlKG, and every run trained on it, as it was.
+    exclude: set[str] = paper_wordnet_synsets()
     for triplet in _read_many(args.exclude):
         for name in (triplet.head, triplet.tail):
             if not is_synset_id(name):
@@ -180,7 +186,7 @@ def _wordnet_controlkg(args) -> int:
                   wordnet=str(find_wordnet(args.wordnet_dir)), wordnet_version=wn.get_version())
     for split, out in outputs.items():
         _write_provenance(out, split=split, size=len(edges[split]), **common)
-    log.info("ControlKG: wrote %s, none touching the %d TargetKG synsets",
+    log.info("ControlKG: wrote %s, none touching the %d excluded synsets (the paper's TargetKGs and --exclude)",
              ", ".join(f"{len(edges[split])} {split}" for split in outputs), len(exclude))
     return 0
 
@@ -202,23 +208,24 @@ def _sample_conceptnet(args) -> int:
 def _remove_overlap(args) -> int:
     from kcs.data.triplets import check_duplicates, split_overlap
     from kcs.kg import read_kg, write_kg
+    from kcs.provenance import file_sha256
 
-    target_keys = {t.key for t in _read_many(args.targetkg)}
     control = read_kg(args.controlkg)
     check_duplicates(control, str(args.controlkg))
-    kept, overlapping = split_overlap(control, target_keys)
+    kept, overlapping = split_overlap(control, _read_many(args.targetkg), by=args.by)
     if args.keep_overlap:
-        log.warning("%s: %d of %d ControlKG facts also occur in the TargetKG(s); kept (--keep-overlap)",
-                    args.controlkg, len(overlapping), len(control))
+        log.warning("%s: %d of %d ControlKG facts overlap the TargetKG(s) (by %s); kept (--keep-overlap)",
+                    args.controlkg, len(overlapping), len(control), args.by)
         kept = control
     else:
-        log.warning("%s: removed %d of %d ControlKG facts that also occur in the TargetKG(s)",
-                    args.controlkg, len(overlapping), len(control))
+        log.warning("%s: removed %d of %d ControlKG facts that overlap the TargetKG(s) (by %s)",
+                    args.controlkg, len(overlapping), len(control), args.by)
     if not kept:
         raise KcsError(f"{args.controlkg}: every ControlKG fact is in the TargetKG; nothing would remain")
     write_kg(args.out, kept)
-    _write_provenance(args.out, targetkg=args.targetkg, controlkg=str(args.controlkg), overlap=len(overlapping),
-                      kept_overlap=args.keep_overlap, facts=len(kept))
+    _write_provenance(args.out, targetkg=args.targetkg, controlkg=str(args.controlkg), by=args.by,
+                      overlap=len(overlapping), kept_overlap=args.keep_overlap, facts=len(kept),
+                      sha256=file_sha256(args.out))  # what kcs.kg.overlap_record checks the file against
     print(f"overlap: {len(overlapping)} of {len(control)} ControlKG facts; wrote {len(kept)} to {args.out}")
     return 0
 
@@ -358,7 +365,10 @@ def register(subparsers) -> None:
     wordnet_dir(p)
     p = add("wordnet-controlkg", _wordnet_controlkg, "random WordNet noun hypernym edges avoiding the TargetKGs' synsets")
     settings_option(p)
-    p.add_argument("--exclude", nargs="+", required=True, help="every TargetKG (triplet or KG file) of the experiment")
+    p.add_argument("--exclude", nargs="*", default=[],
+                   help="TargetKG (triplet or KG) files whose synsets to avoid besides the paper's seven WordNet "
+                        "TargetKGs, which are always avoided; the pipeline gives none and instead drops, per run, "
+                        "the facts touching that run's TargetKG (remove-overlap --by entities)")
     p.add_argument("--train-size", type=int, default=4400)
     p.add_argument("--val-size", type=int, default=50, help="default 50 (the paper validates on 50)")
     p.add_argument("--seed", type=int, default=0)
@@ -378,11 +388,14 @@ def register(subparsers) -> None:
     p.add_argument("--heads", type=int, default=12, help="head concepts, the concept included (default 12)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
-    p = add("remove-overlap", _remove_overlap, "drop ControlKG facts that are also TargetKG facts (count logged)")
+    p = add("remove-overlap", _remove_overlap, "drop ControlKG facts that overlap a TargetKG (count recorded)")
     p.add_argument("--targetkg", nargs="+", required=True, help="TargetKG file(s) (KG or triplet files)")
     p.add_argument("--controlkg", type=Path, required=True, help="ControlKG KG file")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--keep-overlap", action="store_true", help="keep them (exact comparison with the paper)")
+    p.add_argument("--by", choices=OVERLAP_KINDS, default="facts",
+                   help="facts: the same (head, relation, tail) (default); entities: a head or tail shared with "
+                        "the TargetKG (the WordNet ControlKG's rule)")
 
     # sentences
     p = add("verbalise", _verbalise, "verbalise triplets for a model: best template per fact by perplexity")

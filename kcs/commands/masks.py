@@ -34,19 +34,10 @@ def _meta(mask) -> dict:
 
 
 def run_random(args) -> int:
-    from kcs.grid import random_method
-    from kcs.maskfile import load_mask, read_deviations, read_labels, save_mask
-    from kcs.provenance import provenance
-    from kcs.random_baseline import random_like
+    from kcs.random_baseline import save_random_like
 
-    mask = load_mask(args.like)
-    randomised = random_like(mask, args.seed, args.draw)
-    # the labels of the mask it matches, as the random draw of that run
-    labels = read_labels(args.like) | {"method": random_method(args.draw)}
-    save_mask(args.out, randomised, **_meta(mask), labels=labels, deviations=read_deviations(args.like), binary=True,
-              kind="random", like=str(args.like),
-              provenance=provenance(seed=args.seed, draw=args.draw, model=mask.metadata["base_model"], like=str(args.like)))
-    print(f"{args.out}: sparsity {randomised.sparsity():.5f} (matches {mask.sparsity():.5f})")
+    randomised = save_random_like(args.like, args.seed, args.draw, args.out)
+    print(f"{args.out}: sparsity {randomised.sparsity():.5f}, matrix by matrix as {args.like}")
     return 0
 
 

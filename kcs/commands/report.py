@@ -184,7 +184,7 @@ def run_structure(args) -> int:
             return args.heads, args.kv_heads
         raise KcsError(f"{path}: no head count for model '{model}': give --model {model}=DIR or --heads N")
 
-    heads, neurons, summary = collect_structure(args.files, heads_for)
+    heads, neurons, summary = collect_structure(args.files, heads_for, random_draw=args.random_draw)
     structure_figure(heads, summary, args.out, _order(args.model_order))
     for path, table in ((args.csv, heads), (args.neuron_csv, neurons), (args.mask_csv, summary)):
         if path:
@@ -288,5 +288,8 @@ def register(subparsers) -> None:
     p.add_argument("--summary-markdown")
     p.add_argument("--summary-latex")
     p.add_argument("--model-order")
+    p.add_argument("--random-draw", action="store_true",
+                   help="with each learned mask, also its run's first random draw, drawn here as `kcs random-mask "
+                        "--like MASK --seed SEED` draws it (SEED: the mask's seed label) instead of read from a file")
     p.add_argument("files", nargs="+", metavar="MASK", help="learned and random mask files (their labels say which)")
     p.set_defaults(func=run_structure)

@@ -102,6 +102,15 @@ def paper_kg_names() -> list[str]:
     return list(WORDNET_ROOTS + CONCEPTNET_CONCEPTS + CSQA_KGS + CONTROLKGS)
 
 
+def paper_wordnet_synsets() -> set[str]:
+    """Every synset (head or tail) of the authors' seven WordNet TargetKGs: the fixed set that kcs's
+    WordNet ControlKG avoids, as the authors' ControlKG does, whichever TargetKGs a configuration lists
+    (docs/method.md 3.1)."""
+    from kcs.data.triplets import read_triplets
+
+    return {name for root in WORDNET_ROOTS for t in read_triplets(paper_kg_path(root)) for name in (t.head, t.tail)}
+
+
 def paper_kg_path(name: str, model: str = "gpt2", root: str | os.PathLike | None = None) -> Path:
     """The shipped KG file for `name` (see `paper_kg_names`) and, for WordNet, the GPT-2 size."""
     base = Path(root) if root is not None else shipped_dir()

@@ -124,9 +124,23 @@ def write_triplets(path: str | os.PathLike, triplets: Iterable[Triplet]) -> None
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def split_overlap(control: list, target_keys: set[tuple[str, str, str]]) -> tuple[list, list]:
-    """(kept, overlapping): control items whose (head, relation, tail) is not / is in the TargetKG."""
-    kept, overlapping = [], []
-    for item in control:
-        (overlapping if (item.head, item.relation, item.tail) in target_keys else kept).append(item)
+# How a ControlKG fact can overlap a TargetKG: the same (head, relation, tail), or a shared head or tail
+# (the WordNet ControlKG's rule: no synset of the TargetKG, docs/method.md 3.1).
+OVERLAP_KINDS = ("facts", "entities")
+
+
+def split_overlap(control: list, target: list, by: str = "facts") -> tuple[list, list]:
+    """(kept, overlapping): the control items that do not / do overlap the TargetKG items `target`,
+    by the same (head, relation, tail) (`by="facts"`) or by a head or tail among the TargetKG's heads
+    and tails (`by="entities"`)."""
+    if by not in OVERLAP_KINDS:
+        raise KcsError(f"overlap by {by!r}: expected one of {', '.join(OVERLAP_KINDS)}")
+    if by == "facts":
+        keys = {(t.head, t.relation, t.tail) for t in target}
+        hits = [(item.head, item.relation, item.tail) in keys for item in control]
+    else:
+        entities = {name for t in target for name in (t.head, t.tail)}
+        hits = [item.head in entities or item.tail in entities for item in control]
+    kept = [item for item, hit in zip(control, hits) if not hit]
+    overlapping = [item for item, hit in zip(control, hits) if hit]
     return kept, overlapping

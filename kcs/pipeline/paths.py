@@ -12,6 +12,8 @@ RESULT_PATTERNS = {
     "model_dir": "resources/models/{model}",
     "train_config": "{results}/config/train/{model}/{variant}.yaml",
     "eval_config": "{results}/config/evaluation.yaml",
+    # what the last complete run was made of (kcs.pipeline.changes), written when the whole DAG is done
+    "completed_plan": "{results}/config/completed.yaml",
     # settings of the data, model and selection steps (kcs.pipeline.settings)
     "settings": "{results}/config/{step}/{name}.yaml",
     "paper_kg": "{results}/data/paper/{paper_model}/{paper_kg}.jsonl",
@@ -19,6 +21,8 @@ RESULT_PATTERNS = {
     "controlkg_triplets": "{results}/data/triplets/controlkg/{controlkg}/{split}.jsonl",
     "targetkg": "{results}/data/{model}/targetkg/{kg}.jsonl",
     "controlkg": "{results}/data/{model}/controlkg/{controlkg}/{split}.jsonl",
+    # the ControlKG split of one TargetKG's runs: the shared one less the facts that overlap it
+    "run_controlkg": "{results}/data/{model}/controlkg_of/{kg}/{split}.jsonl",
     "controllm": "{results}/data/controllm/{split}.txt",
     "run_dir": "{results}/runs/{model}/{kg}/{variant}/seed{seed}",
     "mask": "{results}/runs/{model}/{kg}/{variant}/seed{seed}/mask.safetensors",

@@ -12,7 +12,7 @@ import functools
 
 from kcs import grid, shapes
 from kcs.data.paper import GPT2_SIZES, WORDNET_ROOTS
-from kcs.pipeline import checks
+from kcs.pipeline import changes, checks
 from kcs.pipeline.paths import Paths, fill
 
 
@@ -130,6 +130,29 @@ class Plan:
     def controlkg_of(self, kg: str) -> str:
         return self.targetkgs[kg]["controlkg"]
 
+    def controlkg_overlap(self, controlkg: str) -> str:
+        """What a run drops from its ControlKG (kcs.data.triplets.split_overlap): 'entities' (a head or
+        tail of the run's own TargetKG; the WordNet ControlKG's default, the paper's guarantee kept per
+        run), 'facts' (the same triplet) or 'none' (the authors' files' default: as released)."""
+        entry = self.controlkgs[controlkg]
+        return entry.get("remove_overlap", "entities" if "wordnet" in entry else "none")
+
+    def kgs_with_own_controlkg(self) -> list[str]:
+        """The TargetKGs whose runs read a ControlKG with their own overlap removed."""
+        return [kg for kg in self.targetkgs if self.controlkg_overlap(self.controlkg_of(kg)) != "none"]
+
+    def run_controlkg_file(self, model: str, kg: str, split: str) -> str:
+        """The ControlKG split that the runs of (model, TargetKG) read: the shared file, or the shared
+        file less the facts that overlap this TargetKG. Built per TargetKG, so that the shared ControlKG,
+        and every other TargetKG's runs, do not depend on which TargetKGs a configuration lists."""
+        controlkg = self.controlkg_of(kg)
+        if self.controlkg_overlap(controlkg) == "none":
+            return self.controlkg_file(model, controlkg, split)
+        return fill(self.paths.run_controlkg, model=model, kg=kg, split=split)
+
+    def run_controlkg_inputs(self, model: str, kg: str, split: str) -> dict[str, str]:
+        return {"targetkg": self.targetkg_triplets(kg), "controlkg": self.controlkg_file(model, self.controlkg_of(kg), split)}
+
     def controllm_file(self, split: str) -> str:
         return fill(self.paths.controllm, split=split)
 
@@ -149,11 +172,10 @@ class Plan:
     # ---- the inputs of the steps -------------------------------------------------------------------
 
     def training_data(self, model: str, kg: str) -> dict[str, str]:
-        controlkg = self.controlkg_of(kg)
         return {
             "targetkg": self.targetkg_file(model, kg),
-            "controlkg": self.controlkg_file(model, controlkg, "train"),
-            "controlkg_val": self.controlkg_file(model, controlkg, "val"),
+            "controlkg": self.run_controlkg_file(model, kg, "train"),
+            "controlkg_val": self.run_controlkg_file(model, kg, "val"),
             "controllm": self.controllm_file("train"),
         }
 
@@ -163,18 +185,18 @@ class Plan:
         controlkg = self.controlkg_of(kg)
         data = {
             "targetkg": self.targetkg_file(model, kg),
-            "controlkg": self.controlkg_file(model, controlkg, "val"),
+            "controlkg": self.run_controlkg_file(model, kg, "val"),
             "controllm": self.controllm_file("test"),
         }
         if self.controlkg_has_test(controlkg):
-            data["controlkg_test"] = self.controlkg_file(model, controlkg, "test")
+            data["controlkg_test"] = self.run_controlkg_file(model, kg, "test")
         return data
 
     def steps_data(self, model: str, kg: str) -> dict[str, str]:
         """Validation data only: checkpoint selection must not see a test split."""
         return {
             "targetkg": self.targetkg_file(model, kg),
-            "controlkg": self.controlkg_file(model, self.controlkg_of(kg), "val"),
+            "controlkg": self.run_controlkg_file(model, kg, "val"),
             "controllm": self.controllm_file("val"),
         }
 
@@ -190,10 +212,6 @@ class Plan:
         if uses_wordnet:
             inputs["wordnet"] = self.wordnet_dir
         return inputs
-
-    def wordnet_controlkg_exclude(self, controlkg: str) -> list[str]:
-        """The triplets of every TargetKG trained with this ControlKG: their synsets are kept out of it."""
-        return [self.targetkg_triplets(kg) for kg, entry in self.targetkgs.items() if entry["controlkg"] == controlkg]
 
     def controllm_inputs(self, split: str) -> dict:
         """The text files (source 'files'), else the corpus folder."""
@@ -264,12 +282,6 @@ class Plan:
 
     def default_masks(self) -> list[str]:
         return [self.run_mask(*run) for run in self._table_runs()]
-
-    def first_random_masks(self) -> list[str]:
-        """The first random draw of every default-variant table run (the structure figure's baseline)."""
-        if not self.config["random_baseline"]:
-            return []
-        return [self.run_mask(*run, method=grid.RANDOM) for run in self._table_runs()]
 
     def default_curves(self) -> list[str]:
         return [fill(self.paths.curves, **run._asdict()) for run in self._table_runs()]
@@ -361,6 +373,16 @@ class Plan:
         files += [bench("evaluate_full", model=m, kg=k) for m, k in dict.fromkeys((e.model, e.kg) for e in self.evaluations)]
         files += [bench("finetune", **job) for job in self.finetune_jobs()]
         return files
+
+    def record(self) -> dict:
+        """What a complete run of this plan is made of (kcs.pipeline.changes.plan_record)."""
+        return changes.plan_record(self)
+
+    def changes_summary(self) -> str:
+        """What this plan reruns compared with the last complete run of its results folder."""
+        lines = changes.describe_changes(changes.read_record(self.paths.completed_plan), self.record())
+        return "\n".join([f"kcs pipeline: since the last complete run ({self.paths.completed_plan}):",
+                          *(f"  {line}" for line in lines)])
 
     def summary(self) -> str:
         """What the merged configuration (config.yaml <- --configfile) asks for, in a few lines: a partial

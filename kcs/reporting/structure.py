@@ -17,6 +17,7 @@ The head count is not in a mask file: it comes from the model's config.json (`he
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -24,8 +25,10 @@ import pandas as pd
 import torch
 
 from kcs.errors import KcsError
+from kcs.grid import LEARNED
 from kcs.labels import require_labels
 from kcs.maskfile import metadata_json, parse_mask_name, read_labels, read_mask_tensors
+from kcs.random_baseline import save_random_like
 from kcs.reporting.formats import Metric, Summary, ordered, summarise
 
 Members = dict[tuple[int, str], torch.Tensor]  # (block, module) -> bool [out, in]
@@ -154,19 +157,33 @@ def mask_summary(members: Members, source: str = "mask") -> dict[str, float]:
 HeadsFor = Callable[[dict, str], tuple[int, int | None]]  # (labels, path) -> (heads, kv_heads)
 
 
-def collect_structure(files: list[str | Path], heads_for: HeadsFor) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def collect_structure(files: list[str | Path], heads_for: HeadsFor,
+                      random_draw: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(per-head table, neuron table, summary per mask), each row labelled by its mask's labels (model,
-    method learned or random, ...) and `mask` (the path)."""
+    method learned or random, ...) and `mask` (the path). `random_draw`: each learned mask also brings
+    its run's first random draw, drawn here as `kcs random-mask` draws it (kcs.random_baseline), so
+    that the pipeline need not keep the random mask files (keep_random_masks: false)."""
     if not files:
         raise KcsError("no mask files given")
     tables: tuple[list, list, list] = ([], [], [])
-    for path in files:
-        labels = {**require_labels(read_labels(path), str(path), ("model", "method")), "mask": Path(path).as_posix()}
+
+    def add(path: str | Path, name: str) -> dict:
+        labels = {**require_labels(read_labels(path), str(path), ("model", "method")), "mask": name}
         members = read_members(path)
         per_mask = (head_table(members, *heads_for(labels, str(path)), source=str(path)),
                     neuron_table(members), pd.DataFrame([mask_summary(members, str(path))]))
         for frames, frame in zip(tables, per_mask):
             frames.append(frame.assign(**labels)[[*labels, *frame.columns]])
+        return labels
+
+    with tempfile.TemporaryDirectory(prefix="kcs-structure-") as scratch:
+        for index, path in enumerate(files):
+            labels = add(path, Path(path).as_posix())
+            if random_draw and labels["method"] == LEARNED:
+                seed = require_labels(labels, str(path), ("seed",))["seed"]
+                drawn = Path(scratch) / f"{index}.safetensors"
+                save_random_like(path, int(seed), 1, drawn)
+                add(drawn, f"{Path(path).as_posix()} (random draw 1)")
     return tuple(pd.concat(frames, ignore_index=True) for frames in tables)
 
 
