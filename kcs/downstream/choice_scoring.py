@@ -228,8 +228,10 @@ def check_head_path(model: nn.Module, scorer: ChoiceScorer, questions: Sequence[
         logits = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask).logits
         direct = logits[enc.token_row, enc.token_position]
         if not torch.allclose(via_head, direct, atol=1e-4, rtol=1e-3):
+            gap = (via_head - direct).abs().max().item()
             raise KcsError(f"{type(model).__name__}: its logits are not the output layer applied to the last "
-                           "hidden state; choice scoring does not support this architecture")
+                           f"hidden state (largest difference {gap:.3g} over logits up to "
+                           f"{direct.abs().max().item():.3g}); choice scoring does not support this architecture")
         if scorer.packed:
             packed = ChoiceScorer(scorer.tokenizer, scorer.template, "sum", scorer.choice_prefix, scorer.max_length)
             expected, got = _scores(model, separate, questions), _scores(model, packed, questions)
